@@ -1,0 +1,8 @@
+// mproc: Python's multiprocessing for C++. This header brings in every
+// concept; each also has a header of its own (see the README).
+#pragma once
+
+#include "mproc/duration.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/sync.hpp"

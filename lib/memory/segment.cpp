@@ -1,0 +1,141 @@
+// Segment: the shared mappings every mproc object lives in. See
+// include/mproc/detail/segment.hpp.
+#include "mproc/detail/segment.hpp"
+
+#include <algorithm>
+#include <map>
+#include <mutex>
+
+#include <sys/stat.h>
+
+#include "mproc/errors.hpp"
+#include "os/os.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+// fd -> mapping already made in this process, so that importing several
+// handles that share one segment maps it once.
+struct Registry {
+    std::mutex mu;
+    std::map<int, std::weak_ptr<Segment>> by_fd;
+};
+
+Registry& registry() {
+    static Registry* r = new Registry;  // never destroyed: used from atexit paths
+    return *r;
+}
+
+thread_local HandleExportScope* t_scope = nullptr;
+
+std::shared_ptr<Segment> registered(std::shared_ptr<Segment> seg) {
+    Registry& r = registry();
+    std::lock_guard<std::mutex> g(r.mu);
+    r.by_fd[seg->fd()] = seg;
+    return seg;
+}
+
+}  // namespace
+
+std::shared_ptr<Segment> Segment::anonymous(std::size_t size, const char* label) {
+    if (size == 0) size = 1;
+    os::Fd fd = os::memfd(label, size);
+    auto* base = static_cast<std::byte*>(os::map_shared(fd.get(), size, label));
+    return registered(std::shared_ptr<Segment>(new Segment(fd.release(), base, size, {})));
+}
+
+std::shared_ptr<Segment> Segment::adopt(int raw_fd, std::string name) {
+    os::Fd fd(raw_fd);
+    std::size_t size = os::fd_size(raw_fd);
+    std::string what = name.empty() ? "fd " + std::to_string(raw_fd) : "/" + name;
+    if (size == 0) throw Error("shared memory " + what + " has size 0");
+    auto* base = static_cast<std::byte*>(os::map_shared(raw_fd, size, what));
+    return registered(
+        std::shared_ptr<Segment>(new Segment(fd.release(), base, size, std::move(name))));
+}
+
+Segment::~Segment() {
+    {
+        // Forget this fd before closing it, so a segment that reuses the
+        // number is never mistaken for this one.
+        Registry& r = registry();
+        std::lock_guard<std::mutex> g(r.mu);
+        auto it = r.by_fd.find(fd_);
+        if (it != r.by_fd.end() && it->second.expired()) r.by_fd.erase(it);
+    }
+    os::unmap(base_, size_);
+    os::Fd close_it(fd_);
+}
+
+std::uint64_t Segment::offset_of(const void* p) const {
+    auto* b = static_cast<const std::byte*>(p);
+    if (b < base_ || b >= base_ + size_) throw Error("mproc internal: pointer outside its segment");
+    return static_cast<std::uint64_t>(b - base_);
+}
+
+std::byte* Segment::at(std::uint64_t offset, std::size_t bytes) const {
+    if (offset > size_ || bytes > size_ - offset)
+        throw SerializationError("handle points outside its shared segment (offset " +
+                                 std::to_string(offset) + ", segment of " +
+                                 std::to_string(size_) + " bytes)");
+    return base_ + offset;
+}
+
+void HandleWriter::segment(const SegmentPtr& seg, const void* at) {
+    struct stat st {};
+    if (::fstat(seg->fd(), &st) != 0) os::throw_errno("fstat", "shared segment");
+    refs.push_back(HandleRef{seg->fd(), static_cast<std::uint64_t>(st.st_dev),
+                             static_cast<std::uint64_t>(st.st_ino),
+                             static_cast<std::uint64_t>(seg->size()), seg->offset_of(at)});
+    if (HandleExportScope* s = t_scope) {
+        if (std::find(s->fds_.begin(), s->fds_.end(), seg->fd()) == s->fds_.end()) {
+            s->fds_.push_back(seg->fd());
+            s->segments_.push_back(seg);
+        }
+    }
+}
+
+std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
+    if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a segment reference");
+    const HandleRef& ref = refs_[next_ref_++];
+    struct stat st {};
+    if (ref.fd < 0 || ::fstat(ref.fd, &st) != 0 ||
+        static_cast<std::uint64_t>(st.st_dev) != ref.dev ||
+        static_cast<std::uint64_t>(st.st_ino) != ref.ino) {
+        throw SerializationError(
+            "an mproc handle arrived in a process that does not hold its shared memory (fd " +
+            std::to_string(ref.fd) +
+            "): pass Queues, Locks, Values and other handles to children as Process "
+            "arguments, not through a Queue or Pipe");
+    }
+    // One import at a time, so two threads never adopt the same fd twice.
+    static std::mutex import_mu;
+    std::lock_guard<std::mutex> one_at_a_time(import_mu);
+    SegmentPtr seg;
+    {
+        Registry& r = registry();
+        std::lock_guard<std::mutex> g(r.mu);
+        auto it = r.by_fd.find(ref.fd);
+        if (it != r.by_fd.end()) seg = it->second.lock();
+    }
+    if (!seg) {
+        // First use here: a spawned child inherited the fd. Map it once and
+        // own it; later handles to the same segment find this mapping.
+        if (static_cast<std::uint64_t>(st.st_size) != ref.size)
+            throw SerializationError("handle's shared segment has changed size");
+        os::set_inheritable(ref.fd, false);
+        seg = Segment::adopt(ref.fd, {});
+    }
+    return {seg, seg->at(ref.offset, bytes)};
+}
+
+std::uint64_t HandleReader::value() {
+    if (next_value_ >= values_.size()) throw SerializationError("handle is missing a value");
+    return values_[next_value_++];
+}
+
+HandleExportScope::HandleExportScope() : prev_(t_scope) { t_scope = this; }
+HandleExportScope::~HandleExportScope() { t_scope = prev_; }
+
+}  // namespace mproc::detail
