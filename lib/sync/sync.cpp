@@ -139,6 +139,9 @@ bool MutexHandle::acquire(Timeout timeout) {
         case os::LockStatus::timed_out:
             return false;
         case os::LockStatus::would_deadlock:
+            // Only this thread could release it, so a bounded wait would
+            // time out: say so now. An unbounded one would never return.
+            if (timeout) return false;
             throw Error(
                 "Lock::acquire(): this thread already holds this Lock, so waiting would "
                 "deadlock forever; use mproc::RLock for re-entrant locking");
