@@ -20,6 +20,7 @@ namespace {
 struct Registry {
     std::mutex mu;
     std::map<int, std::weak_ptr<Segment>> by_fd;
+    std::map<int, std::weak_ptr<Descriptor>> descriptors;
 };
 
 Registry& registry() {
@@ -82,23 +83,16 @@ std::byte* Segment::at(std::uint64_t offset, std::size_t bytes) const {
     return base_ + offset;
 }
 
-void HandleWriter::segment(const SegmentPtr& seg, const void* at) {
+namespace {
+HandleRef ref_of(int fd, std::uint64_t size, std::uint64_t offset) {
     struct stat st {};
-    if (::fstat(seg->fd(), &st) != 0) os::throw_errno("fstat", "shared segment");
-    refs.push_back(HandleRef{seg->fd(), static_cast<std::uint64_t>(st.st_dev),
-                             static_cast<std::uint64_t>(st.st_ino),
-                             static_cast<std::uint64_t>(seg->size()), seg->offset_of(at)});
-    if (HandleExportScope* s = t_scope) {
-        if (std::find(s->fds_.begin(), s->fds_.end(), seg->fd()) == s->fds_.end()) {
-            s->fds_.push_back(seg->fd());
-            s->segments_.push_back(seg);
-        }
-    }
+    if (::fstat(fd, &st) != 0) os::throw_errno("fstat", "fd " + std::to_string(fd));
+    return HandleRef{fd, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+                     size, offset};
 }
 
-std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
-    if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a segment reference");
-    const HandleRef& ref = refs_[next_ref_++];
+// Throws unless ref.fd is open here and still names the same file.
+struct stat check_ref(const HandleRef& ref) {
     struct stat st {};
     if (ref.fd < 0 || ::fstat(ref.fd, &st) != 0 ||
         static_cast<std::uint64_t>(st.st_dev) != ref.dev ||
@@ -109,6 +103,51 @@ std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
             "): pass Queues, Locks, Values and other handles to children as Process "
             "arguments, not through a Queue or Pipe");
     }
+    return st;
+}
+}  // namespace
+
+bool HandleExportScope::note(int fd) {
+    if (std::find(fds_.begin(), fds_.end(), fd) != fds_.end()) return false;
+    fds_.push_back(fd);
+    return true;
+}
+
+void HandleWriter::segment(const SegmentPtr& seg, const void* at) {
+    refs.push_back(ref_of(seg->fd(), seg->size(), seg->offset_of(at)));
+    if (HandleExportScope* s = t_scope)
+        if (s->note(seg->fd())) s->segments_.push_back(seg);
+}
+
+void HandleWriter::descriptor(const DescriptorPtr& d) {
+    refs.push_back(ref_of(d->fd(), 0, 0));
+    if (HandleExportScope* s = t_scope)
+        if (s->note(d->fd())) s->descriptors_.push_back(d);
+}
+
+std::shared_ptr<Descriptor> Descriptor::adopt(int fd) {
+    auto d = std::shared_ptr<Descriptor>(new Descriptor(fd));
+    Registry& r = registry();
+    std::lock_guard<std::mutex> g(r.mu);
+    r.descriptors[fd] = d;
+    return d;
+}
+
+Descriptor::~Descriptor() {
+    {
+        Registry& r = registry();
+        std::lock_guard<std::mutex> g(r.mu);
+        auto it = r.descriptors.find(fd_);
+        if (it != r.descriptors.end() && it->second.expired()) r.descriptors.erase(it);
+    }
+    os::Fd close_it(fd_);
+}
+
+std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
+    if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a segment reference");
+    const HandleRef& ref = refs_[next_ref_++];
+    if (ref.size == 0) throw SerializationError("handle has a descriptor where a segment belongs");
+    const struct stat st = check_ref(ref);
     // One import at a time, so two threads never adopt the same fd twice.
     static std::mutex import_mu;
     std::lock_guard<std::mutex> one_at_a_time(import_mu);
@@ -128,6 +167,24 @@ std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
         seg = Segment::adopt(ref.fd, {});
     }
     return {seg, seg->at(ref.offset, bytes)};
+}
+
+DescriptorPtr HandleReader::descriptor() {
+    if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a descriptor");
+    const HandleRef& ref = refs_[next_ref_++];
+    if (ref.size != 0) throw SerializationError("handle has a segment where a descriptor belongs");
+    check_ref(ref);
+    static std::mutex import_mu;
+    std::lock_guard<std::mutex> one_at_a_time(import_mu);
+    {
+        Registry& r = registry();
+        std::lock_guard<std::mutex> g(r.mu);
+        auto it = r.descriptors.find(ref.fd);
+        if (it != r.descriptors.end())
+            if (auto d = it->second.lock()) return d;
+    }
+    os::set_inheritable(ref.fd, false);
+    return Descriptor::adopt(ref.fd);
 }
 
 std::uint64_t HandleReader::value() {

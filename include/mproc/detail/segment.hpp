@@ -65,7 +65,26 @@ private:
 
 using SegmentPtr = std::shared_ptr<Segment>;
 
-/// What travels in place of one segment reference.
+/// An fd that is not mapped (a socket end a Pipe or Queue uses), shared by
+/// the handles of one process and closed with the last of them.
+class Descriptor {
+public:
+    /// Takes ownership of an open fd.
+    static std::shared_ptr<Descriptor> adopt(int fd);
+    ~Descriptor();
+    Descriptor(const Descriptor&) = delete;
+    Descriptor& operator=(const Descriptor&) = delete;
+    int fd() const noexcept { return fd_; }
+
+private:
+    explicit Descriptor(int fd) noexcept : fd_(fd) {}
+    int fd_;
+};
+
+using DescriptorPtr = std::shared_ptr<Descriptor>;
+
+/// What travels in place of one segment reference (or, with size 0, of one
+/// Descriptor).
 struct HandleRef {
     std::int32_t fd = -1;
     std::uint64_t dev = 0;
@@ -79,6 +98,8 @@ public:
     /// Records a reference to `at` inside `seg`; notes seg's fd in the
     /// active HandleExportScope, if any.
     void segment(const SegmentPtr& seg, const void* at);
+    /// Records an unmapped fd the receiver must inherit.
+    void descriptor(const DescriptorPtr& d);
     void value(std::uint64_t v) { values.push_back(v); }
 
     std::vector<HandleRef> refs;
@@ -93,6 +114,8 @@ public:
     /// already here is reused), and the address it points at, checked to
     /// leave `bytes` inside the segment. Throws SerializationError.
     std::pair<SegmentPtr, std::byte*> segment(std::size_t bytes);
+    /// The next Descriptor reference, checked like a segment's.
+    DescriptorPtr descriptor();
     std::uint64_t value();
 
 private:
@@ -114,11 +137,14 @@ public:
     const std::vector<int>& fds() const noexcept { return fds_; }
     /// Keeps the exported segments alive until the child has them.
     const std::vector<SegmentPtr>& segments() const noexcept { return segments_; }
+    const std::vector<DescriptorPtr>& descriptors() const noexcept { return descriptors_; }
 
 private:
     friend class HandleWriter;
+    bool note(int fd);
     std::vector<int> fds_;
     std::vector<SegmentPtr> segments_;
+    std::vector<DescriptorPtr> descriptors_;
     HandleExportScope* prev_;
 };
 
