@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include <stdlib.h>
+#include <unistd.h>
+
 namespace bench {
 
 using Clock = std::chrono::steady_clock;
@@ -34,16 +37,25 @@ inline double median_of(int reps, const std::function<double()>& once) {
     return median(v);
 }
 
-/// Runs `python3 -c code` and parses the first number it prints; nullopt if
-/// python3 is missing or prints nothing useful.
+/// Runs `code` with /usr/bin/python3 (from a temporary file) and parses the
+/// first number it prints; nullopt if python3 is missing or prints nothing
+/// useful.
 inline std::optional<double> python_figure(const std::string& code) {
-    std::string cmd = "/usr/bin/python3 -c '" + code + "' 2>/dev/null";
+    char path[] = "/tmp/mproc-bench-XXXXXX.py";
+    int fd = ::mkstemps(path, 3);
+    if (fd < 0) return std::nullopt;
+    FILE* src = ::fdopen(fd, "w");
+    std::fputs(code.c_str(), src);
+    std::fclose(src);
+    std::string cmd = std::string("/usr/bin/python3 ") + path + " 2>/dev/null";
     FILE* f = ::popen(cmd.c_str(), "r");
-    if (!f) return std::nullopt;
-    std::array<char, 256> buf{};
     std::string out;
-    while (std::fgets(buf.data(), buf.size(), f)) out += buf.data();
-    if (::pclose(f) != 0) return std::nullopt;
+    if (f) {
+        std::array<char, 256> buf{};
+        while (std::fgets(buf.data(), buf.size(), f)) out += buf.data();
+        if (::pclose(f) != 0) out.clear();
+    }
+    ::unlink(path);
     try {
         return std::stod(out);
     } catch (...) {

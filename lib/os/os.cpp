@@ -289,11 +289,14 @@ LockStatus robust_mutex_trylock(pthread_mutex_t* m) {
 }
 
 LockStatus robust_mutex_lock(pthread_mutex_t* m, const Deadline& deadline) {
+    // Locks here guard a few dozen instructions, so a holder that has not
+    // let go after ~1-2 us of spinning is most likely preempted (several
+    // processes per CPU): sleep then, rather than burn its CPU.
+    static const unsigned lock_spins = spin_budget() / 16;
     int e = ::pthread_mutex_trylock(m);
-    for (unsigned i = 0, n = spin_budget(); e == EBUSY && i < n; ++i) {
+    for (unsigned i = 0; e == EBUSY && i < lock_spins; ++i) {
         cpu_relax();
-        // Read before trying again: a failed trylock is a locked bus cycle.
-        if ((i & 15) == 15) e = ::pthread_mutex_trylock(m);
+        if ((i & 7) == 7) e = ::pthread_mutex_trylock(m);
     }
     if (e != EBUSY) return finish_lock(m, e, "pthread_mutex_trylock");
     if (deadline.is_never()) return finish_lock(m, ::pthread_mutex_lock(m), "pthread_mutex_lock");
