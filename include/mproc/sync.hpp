@@ -52,34 +52,34 @@ inline constexpr std::size_t kMutexStateSize = 128;
 
 template <class Derived>
 struct TimedLockable {
-    void lock() { self().acquire(); }
-    bool try_lock() { return self().acquire(Duration(0)); }
-    void unlock() { self().release(); }
+    void lock() const { self().acquire(); }
+    bool try_lock() const { return self().acquire(Duration(0)); }
+    void unlock() const { self().release(); }
     template <class Rep, class Period>
-    bool try_lock_for(const std::chrono::duration<Rep, Period>& d) {
+    bool try_lock_for(const std::chrono::duration<Rep, Period>& d) const {
         return self().acquire(std::chrono::duration_cast<Duration>(d));
     }
     template <class Clock, class Dur>
-    bool try_lock_until(const std::chrono::time_point<Clock, Dur>& t) {
+    bool try_lock_until(const std::chrono::time_point<Clock, Dur>& t) const {
         return try_lock_for(t - Clock::now());
     }
 
 private:
-    Derived& self() { return static_cast<Derived&>(*this); }
+    const Derived& self() const { return static_cast<const Derived&>(*this); }
 };
 
 /// The robust process-shared mutex under Lock and RLock.
 class MutexHandle {
 public:
-    bool acquire(Timeout timeout);
-    void release();
+    bool acquire(Timeout timeout) const;
+    void release() const;
     bool owner_died() const noexcept;
     /// True if the calling thread holds it (tracked for both kinds).
     bool held_by_me() const noexcept;
     bool recursive() const noexcept;
     /// Releases every level this thread holds; returns how many.
-    std::uint32_t release_all();
-    void reacquire(std::uint32_t levels);
+    std::uint32_t release_all() const;
+    void reacquire(std::uint32_t levels) const;
 
     void mproc_export(HandleWriter& w) const;
     static MutexHandle mproc_import(HandleReader& r);
@@ -102,9 +102,9 @@ class Lock : public detail::TimedLockable<Lock> {
 public:
     Lock() : m_(false) {}
     /// Blocks until the lock is held (true) or the timeout passes (false).
-    bool acquire(Timeout timeout = std::nullopt) { return m_.acquire(timeout); }
+    bool acquire(Timeout timeout = std::nullopt) const { return m_.acquire(timeout); }
     /// ValueError if this thread does not hold the lock.
-    void release() { m_.release(); }
+    void release() const { m_.release(); }
     /// While held: true if this hold took the lock over from an owner that
     /// died holding it (what it protected may be inconsistent).
     bool owner_died() const noexcept { return m_.owner_died(); }
@@ -129,8 +129,8 @@ private:
 class RLock : public detail::TimedLockable<RLock> {
 public:
     RLock() : m_(true) {}
-    bool acquire(Timeout timeout = std::nullopt) { return m_.acquire(timeout); }
-    void release() { m_.release(); }
+    bool acquire(Timeout timeout = std::nullopt) const { return m_.acquire(timeout); }
+    void release() const { m_.release(); }
     bool owner_died() const noexcept { return m_.owner_died(); }
     /// True if the calling thread holds it.
     bool is_owned() const noexcept { return m_.held_by_me(); }
@@ -160,29 +160,29 @@ public:
     explicit Condition(Lock lock);
     explicit Condition(RLock lock);
 
-    bool acquire(Timeout timeout = std::nullopt) { return m_.acquire(timeout); }
-    void release() { m_.release(); }
+    bool acquire(Timeout timeout = std::nullopt) const { return m_.acquire(timeout); }
+    void release() const { m_.release(); }
 
     /// The lock must be held by this thread (ValueError otherwise). Releases
     /// it, waits for notify() or the timeout, re-acquires it. False on
     /// timeout.
-    bool wait(Timeout timeout = std::nullopt);
+    bool wait(Timeout timeout = std::nullopt) const;
     template <class L>
-    bool wait(std::unique_lock<L>& guard, Timeout timeout = std::nullopt) {
+    bool wait(std::unique_lock<L>& guard, Timeout timeout = std::nullopt) const {
         check_guard(guard.owns_lock());
         return wait(timeout);
     }
     /// Waits until pred() is true or the timeout passes; returns pred().
     template <class Pred>
-    bool wait_for(Pred pred, Timeout timeout = std::nullopt);
+    bool wait_for(Pred pred, Timeout timeout = std::nullopt) const;
     template <class L, class Pred>
-    bool wait_for(std::unique_lock<L>& guard, Pred pred, Timeout timeout = std::nullopt) {
+    bool wait_for(std::unique_lock<L>& guard, Pred pred, Timeout timeout = std::nullopt) const {
         check_guard(guard.owns_lock());
         return wait_for(std::move(pred), timeout);
     }
     /// Wakes up to n waiters; the lock must be held (ValueError otherwise).
-    void notify(int n = 1);
-    void notify_all();
+    void notify(int n = 1) const;
+    void notify_all() const;
 
     void mproc_export(detail::HandleWriter& w) const;
     static Condition mproc_import(detail::HandleReader& r);
@@ -202,9 +202,9 @@ private:
 class Semaphore {
 public:
     explicit Semaphore(unsigned value = 1) : Semaphore(value, 0) {}
-    bool acquire(Timeout timeout = std::nullopt);
-    bool try_acquire() { return acquire(Duration(0)); }
-    void release(unsigned n = 1);
+    bool acquire(Timeout timeout = std::nullopt) const;
+    bool try_acquire() const { return acquire(Duration(0)); }
+    void release(unsigned n = 1) const;
     unsigned get_value() const noexcept;
 
     void mproc_export(detail::HandleWriter& w) const;
@@ -234,11 +234,11 @@ private:
 class Event {
 public:
     Event();
-    void set();
-    void clear();
+    void set() const;
+    void clear() const;
     bool is_set() const noexcept;
     /// True once the flag is set; false if the timeout passed first.
-    bool wait(Timeout timeout = std::nullopt);
+    bool wait(Timeout timeout = std::nullopt) const;
 
     void mproc_export(detail::HandleWriter& w) const;
     static Event mproc_import(detail::HandleReader& r);
@@ -263,9 +263,9 @@ public:
                      Timeout timeout = std::nullopt);
     /// Returns this caller's index; BrokenBarrierError if the barrier is or
     /// becomes broken, or the timeout passes (which also breaks it).
-    unsigned wait(Timeout timeout = std::nullopt);
-    void abort();
-    void reset();
+    unsigned wait(Timeout timeout = std::nullopt) const;
+    void abort() const;
+    void reset() const;
     unsigned parties() const noexcept;
     unsigned n_waiting() const noexcept;
     bool broken() const noexcept;
@@ -282,7 +282,7 @@ private:
 };
 
 template <class Pred>
-bool Condition::wait_for(Pred pred, Timeout timeout) {
+bool Condition::wait_for(Pred pred, Timeout timeout) const {
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
     bool ok = pred();

@@ -129,7 +129,7 @@ MutexHandle::MutexHandle(bool recursive, SegmentPtr seg, std::byte* at) {
     st_ = st;
 }
 
-bool MutexHandle::acquire(Timeout timeout) {
+bool MutexHandle::acquire(Timeout timeout) const {
     os::LockStatus s;
     if (timeout && timeout->count() <= 0)
         s = os::robust_mutex_trylock(&st_->m);
@@ -171,7 +171,7 @@ bool MutexHandle::held_by_me() const noexcept {
            st_->owner_pid.load(std::memory_order_relaxed) == os::pid();
 }
 
-void MutexHandle::release() {
+void MutexHandle::release() const {
     if (!held_by_me())
         throw ValueError(st_->recursive ? "RLock::release(): this thread does not hold the RLock"
                                         : "Lock::release(): this thread does not hold the Lock");
@@ -187,13 +187,13 @@ void MutexHandle::release() {
 bool MutexHandle::owner_died() const noexcept { return held_by_me() && st_->recovered != 0; }
 bool MutexHandle::recursive() const noexcept { return st_->recursive != 0; }
 
-std::uint32_t MutexHandle::release_all() {
+std::uint32_t MutexHandle::release_all() const {
     std::uint32_t levels = st_->count;
     for (std::uint32_t i = 0; i < levels; ++i) release();
     return levels;
 }
 
-void MutexHandle::reacquire(std::uint32_t levels) {
+void MutexHandle::reacquire(std::uint32_t levels) const {
     for (std::uint32_t i = 0; i < levels; ++i) acquire(std::nullopt);
 }
 
@@ -239,7 +239,7 @@ void Condition::check_guard(bool owns) {
     if (!owns) throw ValueError("Condition: the guard passed to wait() does not hold the lock");
 }
 
-bool Condition::wait(Timeout timeout) {
+bool Condition::wait(Timeout timeout) const {
     if (!m_.held_by_me()) throw ValueError("Condition::wait(): the lock must be held to wait");
     const os::Deadline deadline = os::Deadline::after(timeout);
     const std::uint32_t seq = st_->seq.load();
@@ -256,14 +256,14 @@ bool Condition::wait(Timeout timeout) {
     return woken;
 }
 
-void Condition::notify(int n) {
+void Condition::notify(int n) const {
     if (!m_.held_by_me()) throw ValueError("Condition::notify(): the lock must be held to notify");
     if (n <= 0) return;
     st_->seq.fetch_add(1);
     detail::wake(st_->seq, st_->waiters, n);
 }
 
-void Condition::notify_all() { notify(INT_MAX); }
+void Condition::notify_all() const { notify(INT_MAX); }
 
 void Condition::mproc_export(detail::HandleWriter& w) const {
     m_.mproc_export(w);
@@ -285,7 +285,7 @@ Semaphore::Semaphore(unsigned value, unsigned bound) {
     st_->bound = bound;
 }
 
-bool Semaphore::acquire(Timeout timeout) {
+bool Semaphore::acquire(Timeout timeout) const {
     auto take = [&] {
         std::uint32_t v = st_->value.load(std::memory_order_relaxed);
         while (v > 0)
@@ -297,7 +297,7 @@ bool Semaphore::acquire(Timeout timeout) {
     return detail::wait_until(st_->value, st_->waiters, take, os::Deadline::after(timeout));
 }
 
-void Semaphore::release(unsigned n) {
+void Semaphore::release(unsigned n) const {
     if (n == 0) return;
     if (st_->bound != 0) {
         std::uint32_t v = st_->value.load();
@@ -332,15 +332,15 @@ BoundedSemaphore BoundedSemaphore::mproc_import(detail::HandleReader& r) {
 
 Event::Event() { std::tie(seg_, st_) = detail::new_state<detail::EventState>("mproc-event"); }
 
-void Event::set() {
+void Event::set() const {
     st_->flag.store(1);
     detail::wake(st_->flag, st_->waiters, INT_MAX);
 }
 
-void Event::clear() { st_->flag.store(0); }
+void Event::clear() const { st_->flag.store(0); }
 bool Event::is_set() const noexcept { return st_->flag.load() != 0; }
 
-bool Event::wait(Timeout timeout) {
+bool Event::wait(Timeout timeout) const {
     if (st_->flag.load() != 0) return true;
     if (timeout && timeout->count() <= 0) return false;
     return detail::wait_until(
@@ -385,7 +385,7 @@ Barrier::Barrier(unsigned parties, std::function<void()> action, Timeout timeout
     st_->parties = parties;
 }
 
-unsigned Barrier::wait(Timeout timeout) {
+unsigned Barrier::wait(Timeout timeout) const {
     if (!timeout) timeout = default_timeout_;
     const os::Deadline deadline = os::Deadline::after(timeout);
     unsigned index;
@@ -433,13 +433,13 @@ unsigned Barrier::wait(Timeout timeout) {
     return index;
 }
 
-void Barrier::abort() {
+void Barrier::abort() const {
     BarrierGuard g(st_);
     st_->broken.store(1);
     break_round(st_);
 }
 
-void Barrier::reset() {
+void Barrier::reset() const {
     BarrierGuard g(st_);
     if (st_->count.load() > 0) break_round(st_);
     st_->broken.store(0);
