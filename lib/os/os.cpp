@@ -311,14 +311,14 @@ bool robust_mutex_unlock(pthread_mutex_t* m) noexcept { return ::pthread_mutex_u
 
 namespace {
 std::atomic<pid_t> g_pid{0};
-thread_local pid_t t_tid = 0;
-thread_local pid_t t_tid_pid = 0;
+// initial-exec: mproc's TLS is reached without a __tls_get_addr call, which
+// matters on the lock fast path (mproc is not meant to be dlopen'ed late).
+__attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid = 0;
 }  // namespace
 
 pid_t pid() noexcept {
-    // getpid() is a real syscall on some libcs and cheap in glibc; caching
-    // keeps lock fast paths free of syscalls. Refreshed after fork by the
-    // atfork handler below.
+    // Cached: lock fast paths stay free of syscalls. The atfork handler
+    // below refreshes it in a forked child.
     pid_t p = g_pid.load(std::memory_order_relaxed);
     if (p == 0) {
         p = ::getpid();
@@ -328,18 +328,19 @@ pid_t pid() noexcept {
 }
 
 pid_t tid() noexcept {
-    pid_t p = pid();
-    if (t_tid == 0 || t_tid_pid != p) {
-        t_tid = static_cast<pid_t>(::syscall(SYS_gettid));
-        t_tid_pid = p;
-    }
-    return t_tid;
+    pid_t t = t_tid;
+    if (t == 0) t = t_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+    return t;
 }
 
 namespace {
 struct AtForkRegistration {
     AtForkRegistration() {
-        ::pthread_atfork(nullptr, nullptr, [] { g_pid.store(::getpid(), std::memory_order_relaxed); });
+        // The child's only thread is the one that forked: its tid changed.
+        ::pthread_atfork(nullptr, nullptr, [] {
+            g_pid.store(::getpid(), std::memory_order_relaxed);
+            t_tid = 0;
+        });
     }
 } g_atfork;
 }  // namespace

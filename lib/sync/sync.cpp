@@ -45,7 +45,6 @@ struct MutexState {
     std::uint32_t recursive;
     // Written only by the holder, under m.
     std::atomic<pid_t> owner_tid{0};
-    std::atomic<pid_t> owner_pid{0};
     std::uint32_t count = 0;      // recursion depth
     std::uint32_t recovered = 0;  // this hold took over from a dead owner
 };
@@ -130,11 +129,10 @@ MutexHandle::MutexHandle(bool recursive, SegmentPtr seg, std::byte* at) {
 }
 
 bool MutexHandle::acquire(Timeout timeout) const {
-    os::LockStatus s;
-    if (timeout && timeout->count() <= 0)
-        s = os::robust_mutex_trylock(&st_->m);
-    else
+    os::LockStatus s = os::robust_mutex_trylock(&st_->m);
+    if (s == os::LockStatus::timed_out && !(timeout && timeout->count() <= 0))
         s = os::robust_mutex_lock(&st_->m, os::Deadline::after(timeout));
+    const pid_t me = os::tid();
     switch (s) {
         case os::LockStatus::timed_out:
             return false;
@@ -146,29 +144,27 @@ bool MutexHandle::acquire(Timeout timeout) const {
                 "Lock::acquire(): this thread already holds this Lock, so waiting would "
                 "deadlock forever; use mproc::RLock for re-entrant locking");
         case os::LockStatus::owner_died:
-            st_->owner_tid.store(os::tid(), std::memory_order_relaxed);
-            st_->owner_pid.store(os::pid(), std::memory_order_relaxed);
+            st_->owner_tid.store(me, std::memory_order_relaxed);
             st_->count = 1;
             st_->recovered = 1;
             return true;
         case os::LockStatus::acquired:
             break;
     }
-    if (st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == os::tid() &&
-        st_->owner_pid.load(std::memory_order_relaxed) == os::pid()) {
+    if (st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == me) {
         ++st_->count;  // re-entry of an RLock
     } else {
-        st_->owner_tid.store(os::tid(), std::memory_order_relaxed);
-        st_->owner_pid.store(os::pid(), std::memory_order_relaxed);
+        st_->owner_tid.store(me, std::memory_order_relaxed);
         st_->count = 1;
         st_->recovered = 0;
     }
     return true;
 }
 
+// Thread ids are unique across the processes of one pid namespace, so the
+// owner's tid alone says whether this thread holds the lock.
 bool MutexHandle::held_by_me() const noexcept {
-    return st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == os::tid() &&
-           st_->owner_pid.load(std::memory_order_relaxed) == os::pid();
+    return st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == os::tid();
 }
 
 void MutexHandle::release() const {
@@ -177,7 +173,6 @@ void MutexHandle::release() const {
                                         : "Lock::release(): this thread does not hold the Lock");
     if (--st_->count == 0) {
         st_->owner_tid.store(0, std::memory_order_relaxed);
-        st_->owner_pid.store(0, std::memory_order_relaxed);
         st_->recovered = 0;
     }
     if (!os::robust_mutex_unlock(&st_->m))
