@@ -1,0 +1,124 @@
+// mproc::detail::ChannelCore — the byte ring under Queue and Connection.
+//
+// One ring of `capacity` bytes in an anonymous shared segment carries
+// length-prefixed records. Writers serialize among themselves on a robust
+// writer lock, readers on a robust reader lock, so one writer and one reader
+// work at the same time. Each side's committed state — byte position and
+// item count — is one 64-bit word written with a single atomic store after
+// the record is fully written (or fully read), so a process killed at any
+// instruction leaves either the old state or the new one: a half-written
+// record is never published, a half-read one is never consumed, and the
+// next lock holder (told by the robust lock) simply carries on.
+//
+// Items too large for the ring (over a quarter of it) travel in their own
+// memfd whose fd is passed over a unix socket (SCM_RIGHTS); the ring record
+// carries the memfd's identity, so an fd left in the socket by a process
+// that died mid-put is recognised and dropped, never mistaken for another.
+//
+// Waiting: spin briefly, then sleep on a futex (Queue) or, for a
+// Connection, in poll(2) on the end's own socket, which also reports the
+// peer's death (every copy of its socket closed, kill -9 included).
+//
+// Thread safety: a ChannelCore may be used from any thread of any process
+// holding a handle. Nothing here is a public API.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "mproc/detail/segment.hpp"
+#include "mproc/duration.hpp"
+
+namespace mproc::detail {
+
+struct RingHeader;
+
+inline constexpr std::size_t kDefaultRingCapacity = std::size_t{8} << 20;  // 8 MiB
+
+/// One item being read: its bytes stay valid, and the item stays in the
+/// ring, until the reservation is committed or dropped. Holds the reader
+/// lock meanwhile.
+class ReadReservation {
+public:
+    ReadReservation() = default;
+    ReadReservation(ReadReservation&&) noexcept;
+    ReadReservation& operator=(ReadReservation&&) = delete;
+    ~ReadReservation();  // drops: the item stays for the next reader
+
+    std::span<const std::byte> bytes() const noexcept { return bytes_; }
+    /// Consumes the item and releases the reader lock.
+    void commit();
+
+private:
+    friend class ChannelCore;
+    class ChannelCore* core_ = nullptr;
+    std::span<const std::byte> bytes_;
+    std::uint64_t next_state_ = 0;
+    SegmentPtr spill_;          // the large item's own mapping
+    std::uint64_t spill_ino_ = 0;
+};
+
+class ChannelCore {
+public:
+    enum class Wait { futex, socket };
+
+    /// A new ring. `link` (socket mode) is this end's own socket: it sleeps
+    /// on it and wakes the peer through it.
+    ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, DescriptorPtr link = nullptr,
+                bool joinable = false);
+
+    /// Appends one item. False if the timeout passed first (queue full).
+    /// EOFError (socket mode) if the peer has closed its end.
+    bool put(std::span<const std::byte> item, Timeout timeout);
+    /// Reserves the next item. False on timeout. EOFError (socket mode) once
+    /// the peer has closed its end and nothing is left.
+    bool begin_get(ReadReservation& r, Timeout timeout);
+    /// True if an item is ready to read (socket mode: or the peer is gone).
+    bool poll(Timeout timeout);
+
+    /// For waiting on several channels: mark this reader as sleeping (so a
+    /// writer sends a wake-up on the link) and back.
+    void arm_reader() noexcept;
+    void disarm_reader() noexcept;
+
+    std::size_t qsize() const noexcept;
+    std::size_t maxsize() const noexcept;
+    std::size_t capacity() const noexcept;
+
+    // JoinableQueue's counter of unfinished tasks (counted by put when the
+    // core was made joinable).
+    void task_done();
+    bool join(Timeout timeout);
+
+    /// Another end's view of the same ring (Connection: the peer's link).
+    ChannelCore with_link(DescriptorPtr link) const;
+    const DescriptorPtr& link() const noexcept { return link_; }
+
+    void mproc_export(HandleWriter& w) const;
+    static ChannelCore mproc_import(HandleReader& r, DescriptorPtr link);
+
+private:
+    friend class ReadReservation;
+    ChannelCore() = default;
+    void end_get(ReadReservation& r, bool commit);
+    bool wait_for_data(std::uint64_t seen_wstate, const void* deadline);
+    bool wait_for_space(std::uint64_t seen_rstate, const void* deadline);
+    void wake_readers();
+    void wake_writers() noexcept;
+    bool put_spilled(std::span<const std::byte> item, const void* deadline);
+    bool write_record(std::uint32_t kind, std::span<const std::byte> payload, const void* deadline,
+                      bool zero_timeout, int spill_fd);
+
+    SegmentPtr seg_;
+    RingHeader* h_ = nullptr;
+    std::byte* data_ = nullptr;
+    DescriptorPtr spill_send_;
+    DescriptorPtr spill_recv_;
+    DescriptorPtr link_;
+    Wait wait_ = Wait::futex;
+    std::uint32_t puts_ = 0;  // socket mode: how often to look for a dead peer
+};
+
+}  // namespace mproc::detail
