@@ -4,5 +4,6 @@
 
 #include "mproc/duration.hpp"
 #include "mproc/errors.hpp"
+#include "mproc/process.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/sync.hpp"

@@ -1,0 +1,159 @@
+// mproc processes: Python's multiprocessing.Process, its start methods and
+// the program entry point mproc::init.
+//
+//   int main(int argc, char** argv) {
+//       mproc::init(argc, argv);               // first line of main
+//       mproc::Process p(worker, 42, queue);   // like Process(target=worker, args=(42, queue))
+//       p.start();
+//       p.join();
+//   }
+//
+// Start methods (StartMethod, chosen per process or process-wide):
+// - fork: the child is a copy of the parent and runs the target at once.
+//   Any callable and any arguments work. Forking a process that runs other
+//   threads copies whatever locks they held; mproc prints a one-time warning
+//   then (MPROC_NO_FORK_WARNING=1 or set_fork_warning(false) silences it).
+// - spawn: the child is a fresh run of this executable; its mproc::init()
+//   receives the target and arguments and never returns into main. The
+//   target must be a function or a capture-less lambda (sent by reference,
+//   as pickle sends functions by name); each argument must be serializable
+//   (<mproc/serialization.hpp>) or an mproc handle (Queue, Lock, Value, ...),
+//   which the child re-attaches to.
+// - forkserver: a helper process, spawned on first use from a clean
+//   single-threaded state, forks the children; same rules as spawn. It exits
+//   when this process does.
+//
+// Exit codes follow Python: 0 when the target returns, 1 when an exception
+// escapes it (printed as "Process <name>: <type>: <what>" on stderr), n for
+// std::exit(n), -N when signal N killed it. Children flush stdout and
+// stderr before exiting.
+//
+// Daemon children are killed when their parent exits, kill -9 included
+// (PR_SET_PDEATHSIG: for fork and spawn children that is the exit of the
+// *thread* that started them, so start daemons from a thread that lives as
+// long as the program). At a normal exit the parent terminates its daemon
+// children and joins the others, as Python does.
+//
+// Thread and process safety: a Process is a handle like the others in mproc
+// (copies refer to the same child); its methods may be called from any
+// thread of the process that started it. join() blocks (in poll(2) on a
+// pidfd, never in a sleep loop); the destructor of the last handle to a
+// started, un-joined, non-daemon Process joins it; start() with spawn or
+// forkserver blocks until the child exists. Everything else returns at once.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/detail/process_target.hpp"
+#include "mproc/duration.hpp"
+#include "mproc/errors.hpp"
+
+namespace mproc {
+
+/// How a child process is created.
+enum class StartMethod { fork, spawn, forkserver };
+
+/// Call as the first statement of main. Records argv for spawn. In a child
+/// started with spawn it runs the child's target and exits (it never
+/// returns); in the forkserver helper it serves until the parent exits.
+void init(int argc, char** argv);
+
+/// The process-wide default for Processes that don't choose; fork if never set.
+void set_start_method(StartMethod method);
+StartMethod get_start_method();
+
+/// CPUs this process may run on (its affinity mask), at least 1.
+int cpu_count();
+
+/// Turns the warning about forking a multi-threaded process on or off
+/// (default on unless the environment has MPROC_NO_FORK_WARNING=1).
+void set_fork_warning(bool enabled);
+
+namespace detail {
+struct ProcessState;
+}
+
+/// multiprocessing.Process: runs `target(args...)` in a child process.
+class Process {
+public:
+    /// An empty Process (a placeholder to assign to); start() throws.
+    Process() noexcept = default;
+
+    /// `target` is called with `args` in the child. Arguments are stored as
+    /// std::thread stores them (decayed copies); the child receives them as
+    /// rvalues, or as lvalues where the target takes non-const references.
+    template <class F, class... Args>
+        requires(!std::is_same_v<std::remove_cvref_t<F>, Process>)
+    explicit Process(F&& target, Args&&... args)
+        : Process(detail::make_target(std::forward<F>(target), std::forward<Args>(args)...)) {}
+
+    /// The name ("Process-N" by default, "Process-1:N" for a child's children).
+    std::string name() const;
+    Process& name(std::string name);
+    /// Daemon children are killed when their parent exits. Before start().
+    bool daemon() const;
+    Process& daemon(bool daemon);
+    /// This child's start method (get_start_method() unless set). Before start().
+    StartMethod start_method() const;
+    Process& start_method(StartMethod method);
+
+    /// Starts the child. Error if started before, or (spawn, forkserver) if
+    /// main did not call mproc::init or the target or an argument cannot be
+    /// sent to a fresh process.
+    void start();
+    /// Waits for the child to exit; false if the timeout passed first.
+    bool join(Timeout timeout = std::nullopt);
+    bool is_alive() const;
+    /// nullopt before start().
+    std::optional<int> pid() const;
+    /// nullopt while running (or before start); 0 on return, 1 on an
+    /// exception, the code given to std::exit, -N if killed by signal N.
+    std::optional<int> exitcode() const;
+    /// SIGTERM. Nothing happens if the child has already exited.
+    void terminate();
+    /// SIGKILL.
+    void kill();
+    /// Releases the child's resources; afterwards most methods throw
+    /// ValueError. ValueError if it is still running.
+    void close();
+
+    /// True for handles to the same Process.
+    friend bool operator==(const Process& a, const Process& b) noexcept { return a.state_ == b.state_; }
+
+private:
+    friend std::vector<Process> active_children();
+    explicit Process(std::unique_ptr<detail::TargetBase> target);
+    explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept : state_(std::move(state)) {}
+    detail::ProcessState& state() const;
+
+    std::shared_ptr<detail::ProcessState> state_;
+};
+
+/// multiprocessing.current_process(): the process this code runs in.
+class CurrentProcess {
+public:
+    /// "MainProcess" in the main process, the Process's name in a child.
+    std::string name() const;
+    void name(std::string name);
+    int pid() const;
+    bool daemon() const;
+    /// 32 random bytes made by the main process and inherited by every
+    /// descendant (Python's authkey), for the Manager's authentication.
+    std::string authkey() const;
+};
+CurrentProcess current_process();
+
+/// multiprocessing.parent_process(): the pid of the process that started
+/// this one, or nullopt in the main process.
+std::optional<int> parent_process();
+
+/// Children started by this process that are still running. Like Python's,
+/// it reaps the children that have exited.
+std::vector<Process> active_children();
+
+}  // namespace mproc

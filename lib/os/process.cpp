@@ -1,0 +1,378 @@
+// The os layer's process calls. See process.hpp.
+#include "os/process.hpp"
+
+#include <cerrno>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#if !defined(__GLIBC__) || !__GLIBC_PREREQ(2, 29)
+#error "mproc needs glibc 2.29 or later: posix_spawn_file_actions_adddup2(fd, fd) must clear close-on-exec"
+#endif
+
+namespace mproc::os {
+
+// ---- creating processes -------------------------------------------------
+
+pid_t fork_process() {
+    pid_t p = ::fork();
+    if (p < 0) throw_errno("fork");
+    return p;
+}
+
+namespace {
+struct FileActions {
+    posix_spawn_file_actions_t fa;
+    FileActions() {
+        if (int e = ::posix_spawn_file_actions_init(&fa)) throw_errno("posix_spawn_file_actions_init", {}, e);
+    }
+    ~FileActions() { ::posix_spawn_file_actions_destroy(&fa); }
+};
+}  // namespace
+
+pid_t spawn(const char* path, char* const argv[], char* const envp[], std::span<const int> inherit) {
+    FileActions actions;
+    for (int fd : inherit) {
+        // glibc >= 2.29: dup2 onto itself clears FD_CLOEXEC in the child.
+        if (int e = ::posix_spawn_file_actions_adddup2(&actions.fa, fd, fd))
+            throw_errno("posix_spawn_file_actions_adddup2", std::to_string(fd), e);
+    }
+    pid_t pid = -1;
+    int e;
+    do e = ::posix_spawn(&pid, path, &actions.fa, nullptr, argv, envp);
+    while (e == EINTR);
+    if (e != 0) throw_errno("posix_spawn", path, e);
+    return pid;
+}
+
+void exit_now(int code) noexcept { ::_exit(code); }
+
+// ---- waiting ------------------------------------------------------------
+
+int decode_wait_status(int status) noexcept {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return 255;
+}
+
+std::optional<int> reap(int pidfd, bool block) {
+    for (;;) {
+        siginfo_t info{};
+        int r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info,
+                         WEXITED | (block ? 0 : WNOHANG));
+        if (r == 0) {
+            if (info.si_pid == 0) return std::nullopt;  // WNOHANG: still running
+            if (info.si_code == CLD_EXITED) return info.si_status;
+            return -info.si_status;  // CLD_KILLED, CLD_DUMPED
+        }
+        if (errno == EINTR) continue;
+        // ECHILD: someone else reaped it (SIGCHLD set to SIG_IGN, or a
+        // waitpid(-1) elsewhere in the program). The status is lost.
+        if (errno == ECHILD) return 255;
+        throw_errno("waitid(P_PIDFD)", std::to_string(pidfd));
+    }
+}
+
+bool send_signal(int pidfd, int sig) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0) return true;
+    if (errno == ESRCH) return false;
+    throw_errno("pidfd_send_signal", std::to_string(sig));
+}
+
+// ---- this process -------------------------------------------------------
+
+void set_parent_death_signal(int sig) {
+    if (::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0, 0, 0) != 0)
+        throw_errno("prctl(PR_SET_PDEATHSIG)");
+}
+
+pid_t parent_pid() noexcept { return ::getppid(); }
+
+int thread_count() noexcept {
+    // Field 20 of /proc/self/stat, counted after the ")" that closes the
+    // command name (which may itself contain spaces and parentheses).
+    int fd;
+    do fd = ::open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) return 0;
+    char buf[1024];
+    ssize_t n;
+    do n = ::read(fd, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(fd);
+    if (n <= 0) return 0;
+    buf[n] = '\0';
+    const char* p = std::strrchr(buf, ')');
+    if (!p) return 0;
+    // After ")": field 3 (state) is the first; num_threads is field 20.
+    int field = 2;
+    for (++p; *p; ++p) {
+        if (*p == ' ') {
+            ++field;
+            if (field == 20) return std::atoi(p + 1);
+        }
+    }
+    return 0;
+}
+
+int affinity_cpu_count() {
+    for (int ncpus = 1024;; ncpus *= 2) {
+        cpu_set_t* set = CPU_ALLOC(ncpus);
+        if (!set) throw std::bad_alloc();
+        std::size_t size = CPU_ALLOC_SIZE(ncpus);
+        int r = ::sched_getaffinity(0, size, set);
+        if (r == 0) {
+            int n = CPU_COUNT_S(size, set);
+            CPU_FREE(set);
+            return n > 0 ? n : 1;
+        }
+        int err = errno;
+        CPU_FREE(set);
+        if (err != EINVAL || ncpus > (1 << 20)) throw_errno("sched_getaffinity", "self", err);
+    }
+}
+
+void flush_stdio() noexcept { std::fflush(nullptr); }
+
+void random_bytes(std::span<std::byte> out) {
+    std::size_t done = 0;
+    while (done < out.size()) {
+        ssize_t r = ::getrandom(out.data() + done, out.size() - done, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("getrandom");
+        }
+        done += static_cast<std::size_t>(r);
+    }
+}
+
+// ---- signals ------------------------------------------------------------
+
+sigset_t block_all_signals() {
+    sigset_t all, old;
+    sigfillset(&all);
+    if (int e = ::pthread_sigmask(SIG_SETMASK, &all, &old)) throw_errno("pthread_sigmask", "all", e);
+    return old;
+}
+
+void restore_signals(const sigset_t& mask) noexcept { ::pthread_sigmask(SIG_SETMASK, &mask, nullptr); }
+
+void block_signal(int sig, bool blocked) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    if (int e = ::pthread_sigmask(blocked ? SIG_BLOCK : SIG_UNBLOCK, &set, nullptr))
+        throw_errno("pthread_sigmask", std::to_string(sig), e);
+}
+
+void ignore_signal(int sig, bool ignored) {
+    struct sigaction sa {};
+    sa.sa_handler = ignored ? SIG_IGN : SIG_DFL;
+    sigemptyset(&sa.sa_mask);
+    if (::sigaction(sig, &sa, nullptr) != 0) throw_errno("sigaction", std::to_string(sig));
+}
+
+Fd signal_fd(int sig) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, sig);
+    int fd = ::signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (fd < 0) throw_errno("signalfd", std::to_string(sig));
+    return Fd(fd);
+}
+
+void drain_signal_fd(int fd) noexcept {
+    signalfd_siginfo info[8];
+    for (;;) {
+        ssize_t r = ::read(fd, info, sizeof info);
+        if (r > 0) continue;
+        if (r < 0 && errno == EINTR) continue;
+        return;
+    }
+}
+
+std::optional<std::pair<pid_t, int>> reap_any() noexcept {
+    for (;;) {
+        int status = 0;
+        pid_t p = ::waitpid(-1, &status, WNOHANG);
+        if (p > 0) return std::pair<pid_t, int>{p, decode_wait_status(status)};
+        if (p < 0 && errno == EINTR) continue;
+        return std::nullopt;
+    }
+}
+
+// ---- fds ----------------------------------------------------------------
+
+Fd dup_at_least(int fd, int min) {
+    int r = ::fcntl(fd, F_DUPFD_CLOEXEC, min);
+    if (r < 0) throw_errno("fcntl(F_DUPFD_CLOEXEC)", std::to_string(fd));
+    return Fd(r);
+}
+
+void dup_to(int from, int to) {
+    int r;
+    do r = ::dup2(from, to);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) throw_errno("dup2", std::to_string(from) + " -> " + std::to_string(to));
+}
+
+void close_range(unsigned first, unsigned last) noexcept {
+    if (first > last) return;
+    if (::syscall(SYS_close_range, first, last, 0) == 0) return;
+    for (unsigned fd = first; fd <= last && fd < 65536; ++fd) ::close(static_cast<int>(fd));
+}
+
+void write_all(int fd, std::span<const std::byte> data, std::string_view what) {
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t r = ::write(fd, data.data() + done, data.size() - done);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("write", what);
+        }
+        done += static_cast<std::size_t>(r);
+    }
+}
+
+std::vector<std::byte> read_all(int fd, std::string_view what) {
+    std::vector<std::byte> out(4096);
+    std::size_t have = 0;
+    for (;;) {
+        if (have == out.size()) out.resize(out.size() * 2);
+        ssize_t r = ::read(fd, out.data() + have, out.size() - have);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("read", what);
+        }
+        if (r == 0) break;
+        have += static_cast<std::size_t>(r);
+    }
+    out.resize(have);
+    return out;
+}
+
+void rewind(int fd, std::string_view what) {
+    if (::lseek(fd, 0, SEEK_SET) < 0) throw_errno("lseek", what);
+}
+
+// ---- messages with fds --------------------------------------------------
+
+std::pair<Fd, Fd> unix_socket_pair(bool seqpacket) {
+    int sv[2];
+    int type = (seqpacket ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC;
+    if (::socketpair(AF_UNIX, type, 0, sv) != 0) throw_errno("socketpair", "AF_UNIX");
+    return {Fd(sv[0]), Fd(sv[1])};
+}
+
+std::uint64_t readable_mask(std::span<const int> fds, const Deadline& deadline) {
+    pollfd ps[64];
+    std::size_t n = fds.size() < 64 ? fds.size() : 64;
+    for (std::size_t i = 0; i < n; ++i) ps[i] = pollfd{fds[i], POLLIN, 0};
+    for (;;) {
+        int r = ::poll(ps, n, deadline.poll_ms());
+        if (r > 0) break;
+        if (r == 0) {
+            if (deadline.expired()) return 0;
+            continue;
+        }
+        if (errno != EINTR) throw_errno("poll", std::to_string(n) + " fds");
+    }
+    std::uint64_t mask = 0;
+    for (std::size_t i = 0; i < n; ++i)
+        if (ps[i].revents) mask |= std::uint64_t{1} << i;
+    return mask;
+}
+
+void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds) {
+    if (fds.size() > kMaxFdsPerMessage)
+        throw Error("mproc: a child can be given at most " + std::to_string(kMaxFdsPerMessage) +
+                    " handles' file descriptors at once (got " + std::to_string(fds.size()) + ")");
+    if (data.empty() && !fds.empty()) throw Error("mproc internal: fds need at least one byte");
+    std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
+    std::size_t done = 0;
+    while (done < data.size()) {
+        iovec iov{const_cast<std::byte*>(data.data() + done), data.size() - done};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        if (done == 0 && !fds.empty()) {
+            msg.msg_control = control.data();
+            msg.msg_controllen = control.size();
+            cmsghdr* c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+        }
+        ssize_t r = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EPIPE || errno == ECONNRESET) throw EOFError("the receiving process is gone");
+            throw_errno("sendmsg(SCM_RIGHTS)", "socket " + std::to_string(sock));
+        }
+        done += static_cast<std::size_t>(r);
+    }
+}
+
+std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds) {
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxFdsPerMessage + 3))];
+    for (;;) {
+        iovec iov{data.data(), data.size()};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control;
+        msg.msg_controllen = sizeof control;
+        ssize_t r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == ECONNRESET) return 0;
+            throw_errno("recvmsg(SCM_RIGHTS)", "socket " + std::to_string(sock));
+        }
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < n; ++i) {
+                int got;
+                std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                fds.emplace_back(got);
+            }
+        }
+        if (msg.msg_flags & MSG_CTRUNC) throw Error("mproc: too many fds in one message");
+        return static_cast<std::size_t>(r);
+    }
+}
+
+bool recv_exact(int sock, std::span<std::byte> data) {
+    std::size_t done = 0;
+    while (done < data.size()) {
+        ssize_t r = ::recv(sock, data.data() + done, data.size() - done, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            if (errno == ECONNRESET) r = 0;
+            else throw_errno("recv", "socket " + std::to_string(sock));
+        }
+        if (r == 0) {
+            if (done == 0) return false;
+            throw EOFError("the sending process went away in the middle of a message");
+        }
+        done += static_cast<std::size_t>(r);
+    }
+    return true;
+}
+
+}  // namespace mproc::os

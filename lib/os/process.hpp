@@ -1,0 +1,124 @@
+// The os layer's process calls: fork, posix_spawn, waiting through pidfds,
+// signals, parent-death signals, CPU affinity, fd shuffling for children,
+// and unix-socket messages that carry many fds (SCM_RIGHTS). Every call
+// retries EINTR and throws OSError naming the call.
+//
+// Internal header: never included by a public header.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <utility>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include "os/os.hpp"
+
+namespace mproc::os {
+
+// ---- creating processes -------------------------------------------------
+
+/// fork(2): 0 in the child, the child's pid in the parent.
+pid_t fork_process();
+
+/// posix_spawn(path, argv, envp). Each fd in `inherit` appears in the child
+/// under the same number with close-on-exec cleared (the parent's copy keeps
+/// its flags). Returns once the child has exec'd (glibc spawns with
+/// CLONE_VFORK), so the child holds the fds by then.
+pid_t spawn(const char* path, char* const argv[], char* const envp[],
+            std::span<const int> inherit);
+
+/// _exit(2) after nothing else.
+[[noreturn]] void exit_now(int code) noexcept;
+
+// ---- waiting ------------------------------------------------------------
+
+/// Reaps the exited child behind `pidfd` (waitid(P_PIDFD, WEXITED)); with
+/// `block` false returns nullopt while it runs. The result uses Python's
+/// convention: the exit status, or -N for death by signal N.
+std::optional<int> reap(int pidfd, bool block);
+
+/// pidfd_send_signal(pidfd, sig). False if the process has already exited
+/// (ESRCH): signalling a finished child is not an error.
+bool send_signal(int pidfd, int sig);
+
+/// A wait status from waitpid(2) in Python's convention (see reap).
+int decode_wait_status(int status) noexcept;
+
+// ---- this process -------------------------------------------------------
+
+/// prctl(PR_SET_PDEATHSIG, sig): the kernel sends `sig` when the thread
+/// that created this process exits.
+void set_parent_death_signal(int sig);
+pid_t parent_pid() noexcept;
+/// Threads in this process (/proc/self/stat); 0 if it cannot be read.
+int thread_count() noexcept;
+/// CPUs in this process's affinity mask (sched_getaffinity), at least 1.
+int affinity_cpu_count();
+/// fflush(nullptr): every C stdio stream (iostreams synced with stdio
+/// write through them).
+void flush_stdio() noexcept;
+/// getrandom(2) into `out`, blocking until the pool is ready.
+void random_bytes(std::span<std::byte> out);
+
+// ---- signals ------------------------------------------------------------
+
+/// Blocks every signal for the calling thread; restore with the result.
+/// Around fork, so that no handler runs in the child before libc has
+/// finished setting it up (a handler that mallocs would deadlock there).
+sigset_t block_all_signals();
+void restore_signals(const sigset_t& mask) noexcept;
+/// Blocks (or unblocks) one signal for the calling thread.
+void block_signal(int sig, bool blocked);
+/// Sets a signal to SIG_IGN (ignore) or SIG_DFL.
+void ignore_signal(int sig, bool ignored);
+/// signalfd(SFD_CLOEXEC|SFD_NONBLOCK) for one (already blocked) signal.
+Fd signal_fd(int sig);
+/// Reads every pending siginfo from a non-blocking signalfd.
+void drain_signal_fd(int fd) noexcept;
+/// waitpid(-1, WNOHANG): the next exited child and its decoded status.
+std::optional<std::pair<pid_t, int>> reap_any() noexcept;
+
+// ---- fds ----------------------------------------------------------------
+
+/// fcntl(F_DUPFD_CLOEXEC, min): a copy of fd numbered at least `min`.
+Fd dup_at_least(int fd, int min);
+/// dup2(from, to); the copy is inheritable (no close-on-exec).
+void dup_to(int from, int to);
+/// close_range(first, last) (inclusive).
+void close_range(unsigned first, unsigned last) noexcept;
+/// Writes all of `data` (blocking).
+void write_all(int fd, std::span<const std::byte> data, std::string_view what);
+/// Reads until end of file (pipe, memfd positioned at its start).
+std::vector<std::byte> read_all(int fd, std::string_view what);
+/// lseek(fd, 0, SEEK_SET).
+void rewind(int fd, std::string_view what);
+
+// ---- messages with fds --------------------------------------------------
+
+/// socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET, SOCK_CLOEXEC).
+std::pair<Fd, Fd> unix_socket_pair(bool seqpacket);
+/// poll(2) for POLLIN on up to 64 fds until the deadline; bit i of the
+/// result is set if fds[i] is readable or hung up. 0 on timeout.
+std::uint64_t readable_mask(std::span<const int> fds, const Deadline& deadline);
+
+/// The most fds one message may carry (the kernel's SCM_MAX_FD is 253).
+inline constexpr std::size_t kMaxFdsPerMessage = 250;
+
+/// Sends `data` on a unix socket, the fds attached to its first byte
+/// (SCM_RIGHTS). Blocks until all is sent. EOFError if the peer is gone.
+void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds);
+/// Receives up to data.size() bytes (one message on a SOCK_SEQPACKET
+/// socket) and the fds that came with them (close-on-exec). Blocks.
+/// Returns 0 at end of stream.
+std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds);
+/// Receives exactly data.size() bytes (stream socket); false at a clean end
+/// of stream before the first byte, EOFError at one in the middle.
+bool recv_exact(int sock, std::span<std::byte> data);
+
+}  // namespace mproc::os

@@ -1,0 +1,110 @@
+// What lib/process/*.cpp share: a Process's state, the description of a
+// child that every start method hands over, and the child-side steps common
+// to fork, spawn and forkserver children. Internal header.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mproc/detail/process_target.hpp"
+#include "mproc/detail/segment.hpp"
+#include "mproc/process.hpp"
+#include "os/os.hpp"
+
+namespace mproc::detail {
+
+struct ProcessState {
+    explicit ProcessState(std::unique_ptr<TargetBase> t);
+    ~ProcessState();
+
+    enum class Phase { created, starting, started, closed };
+
+    mutable std::mutex mu;
+    std::unique_ptr<TargetBase> target;  // dropped once the child has it
+    std::string name;
+    std::vector<int> identity;  // (1, 3): the 3rd child of this process's 1st child
+    bool daemon = false;
+    std::optional<StartMethod> method;
+    Phase phase = Phase::created;
+    pid_t parent = 0;  // the process that started it: the only one that may wait for it
+    pid_t pid = 0;
+    os::Fd pidfd;   // signals; for fork and spawn children also waiting and reaping
+    os::Fd status;  // forkserver children: the server writes the exit status here
+    std::optional<int> exitcode;
+};
+
+/// Who a child is: the part of a spawn payload that is not its target.
+struct ChildInfo {
+    std::string name;
+    std::vector<int> identity;
+    bool daemon = false;
+    std::int32_t parent = 0;
+    std::string authkey;
+};
+
+// ---- parent side ----------------------------------------------------------
+
+/// Process::join.
+bool join_state(ProcessState& st, Timeout timeout);
+
+/// Saved by init(): the argv a spawned child is started with; empty if init
+/// was never called.
+const std::vector<char*>& saved_argv();
+
+/// Spawns `st`'s child (spawn.cpp). Sets st.pid and st.pidfd.
+void start_spawn(ProcessState& st, const ChildInfo& info, const SpawnTarget& target,
+                 const std::vector<int>& fds);
+/// Asks the fork server for `st`'s child (forkserver.cpp). Sets st.pid,
+/// st.pidfd and st.status.
+void start_forkserver(ProcessState& st, const ChildInfo& info, const SpawnTarget& target,
+                      const std::vector<int>& fds);
+/// Closes the connection to the fork server and reaps it (at exit).
+void forkserver_shutdown() noexcept;
+/// In a forked child: forgets the parent's fork server without talking to it.
+void forkserver_forget() noexcept;
+
+/// Throws the Error that tells the user to call mproc::init.
+[[noreturn]] void throw_not_initialized(StartMethod m);
+
+// ---- the spawn payload ----------------------------------------------------
+
+/// Bytes a spawn or forkserver child receives: who it is and its target.
+/// The fds its handles use reach it separately, under the same numbers.
+std::vector<std::byte> encode_payload(const ChildInfo& info, const SpawnTarget& target);
+
+/// In a spawn or forkserver child: decodes the payload, becomes the child it
+/// describes, runs the target and exits with its code. Never returns.
+/// `parent`: the process whose death kills a daemon child (the fork server
+/// for its children), 0 for the one in the payload.
+[[noreturn]] void run_payload(std::span<const std::byte> bytes, bool forked, pid_t parent) noexcept;
+
+// ---- child side -----------------------------------------------------------
+
+/// Makes this (new) process the child `info` describes: its current_process,
+/// an empty list of children, no fork server, and for a daemon a parent-death
+/// signal towards `parent` (and an exit if it is already gone). `forked`: the child
+/// shares the parent's memory image, so std::exit is redirected to _exit
+/// (the parent's atexit handlers must not run here).
+void become_child(const ChildInfo& info, bool forked, pid_t parent);
+/// Runs fn, turning an escaping exception into exit code 1 and the message
+/// "Process <name>: <type>: <what>" on stderr. Returns the exit code.
+int run_guarded(const std::function<void()>& fn) noexcept;
+/// Joins this child's own children, flushes, and exits with `code`:
+/// _exit for forked children, std::exit (atexit handlers, static
+/// destructors, as a Python spawn child runs them) for spawned ones.
+[[noreturn]] void finish_child(int code, bool forked) noexcept;
+
+/// Python's util._exit_function: terminate daemon children, join the rest,
+/// stop the fork server. Safe to call more than once.
+void exit_function() noexcept;
+
+/// Flushes iostreams and C stdio.
+void flush_std_streams() noexcept;
+
+}  // namespace mproc::detail

@@ -1,0 +1,144 @@
+// mproc::init and the spawn start method.
+//
+// start() with spawn writes the payload (who the child is, a reference to
+// its target's entry point, the serialized arguments: payload.cpp) into a
+// memfd, then posix_spawns /proc/self/exe with the argv init() saved and
+// MPROC_SPAWN=<memfd's fd> in the environment. The memfd and every fd the
+// arguments' handles use are dup2'd onto themselves in the child, which
+// keeps their numbers and clears close-on-exec there only. posix_spawn
+// returns after the child's exec, so the child holds them all by then and
+// the parent may drop its references.
+//
+// The child's init() sees MPROC_SPAWN, reads and closes the memfd, removes
+// the variable (so programs the child execs are not mistaken for children),
+// runs the target and exits; it never returns into main. MPROC_FORKSERVER
+// likewise turns the process into the fork server (forkserver.cpp).
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include "os/process.hpp"
+#include "process/internal.hpp"
+
+extern char** environ;
+
+namespace mproc {
+namespace detail {
+
+[[noreturn]] void forkserver_main(int control_fd) noexcept;
+
+namespace {
+
+constexpr std::string_view kSpawnVar = "MPROC_SPAWN";
+constexpr std::string_view kServerVar = "MPROC_FORKSERVER";
+
+std::vector<std::string>* g_argv_strings = new std::vector<std::string>;
+std::vector<char*>* g_argv = new std::vector<char*>;
+
+bool has_prefix(const char* entry, std::string_view var) {
+    return std::strncmp(entry, var.data(), var.size()) == 0 && entry[var.size()] == '=';
+}
+
+int fd_from(const char* value) {
+    char* end = nullptr;
+    long v = std::strtol(value, &end, 10);
+    if (!end || *end != '\0' || v < 0 || v > 1 << 30) return -1;
+    return static_cast<int>(v);
+}
+
+}  // namespace
+
+const std::vector<char*>& saved_argv() { return *g_argv; }
+
+std::vector<char*> child_environment(std::string& var, std::string_view name, int fd) {
+    var.assign(name);
+    var += '=';
+    var += std::to_string(fd);
+    std::vector<char*> env;
+    for (char** e = environ; e && *e; ++e)
+        if (!has_prefix(*e, kSpawnVar) && !has_prefix(*e, kServerVar)) env.push_back(*e);
+    env.push_back(var.data());
+    env.push_back(nullptr);
+    return env;
+}
+
+pid_t spawn_self(std::string_view var_name, int fd, std::span<const int> inherit) {
+    std::string var;
+    std::vector<char*> env = child_environment(var, var_name, fd);
+    return os::spawn("/proc/self/exe", g_argv->data(), env.data(), inherit);
+}
+
+pid_t spawn_forkserver_process(int control_fd) {
+    int inherit[] = {control_fd};
+    return spawn_self(kServerVar, control_fd, inherit);
+}
+
+void throw_not_initialized(StartMethod m) {
+    throw Error(std::string("mproc: the ") + (m == StartMethod::spawn ? "spawn" : "forkserver") +
+                " start method runs this program again as the child, and needs its main to begin "
+                "with mproc::init(argc, argv); add that as the first line of main");
+}
+
+void start_spawn(ProcessState& st, const ChildInfo& info, const SpawnTarget& target,
+                 const std::vector<int>& fds) {
+    std::vector<std::byte> payload = encode_payload(info, target);
+    os::Fd data = os::memfd("mproc-spawn", 0);
+    os::write_all(data.get(), payload, "spawn payload");
+    os::rewind(data.get(), "spawn payload");
+    std::vector<int> inherit(fds);
+    inherit.push_back(data.get());
+    pid_t pid = spawn_self(kSpawnVar, data.get(), inherit);
+    os::Fd pidfd;
+    try {
+        pidfd = os::pidfd_open(pid);
+    } catch (...) {
+        ::kill(pid, SIGKILL);
+        os::reap_any();
+        throw;
+    }
+    std::lock_guard<std::mutex> g(st.mu);
+    st.pid = pid;
+    st.pidfd = std::move(pidfd);
+}
+
+}  // namespace detail
+
+void init(int argc, char** argv) {
+    using namespace detail;
+    auto* strings = new std::vector<std::string>;
+    auto* ptrs = new std::vector<char*>;
+    for (int i = 0; i < argc && argv && argv[i]; ++i) strings->emplace_back(argv[i]);
+    if (strings->empty()) strings->emplace_back("/proc/self/exe");
+    for (auto& s : *strings) ptrs->push_back(s.data());
+    ptrs->push_back(nullptr);
+    g_argv_strings = strings;  // the old ones leak: another thread may be spawning with them
+    g_argv = ptrs;
+
+    const char* spawn = std::getenv(kSpawnVar.data());
+    const char* server = std::getenv(kServerVar.data());
+    if (!spawn && !server) return;
+    int fd = fd_from(spawn ? spawn : server);
+    ::unsetenv(kSpawnVar.data());
+    ::unsetenv(kServerVar.data());
+    if (fd < 0 || !os::fd_is_open(fd)) {
+        std::fprintf(stderr, "mproc: %s names no open fd; was this program started by mproc?\n",
+                     spawn ? kSpawnVar.data() : kServerVar.data());
+        std::exit(1);
+    }
+    if (server) forkserver_main(fd);
+    std::vector<std::byte> payload;
+    try {
+        payload = os::read_all(fd, "spawn payload");
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mproc: a spawned child could not read its payload: %s\n", e.what());
+        std::exit(1);
+    }
+    ::close(fd);
+    run_payload(payload, /*forked=*/false, 0);
+}
+
+}  // namespace mproc
