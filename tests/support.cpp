@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <poll.h>
@@ -22,6 +23,9 @@ pid_t fork_child(const std::function<void()>& fn) {
         std::abort();
     }
     if (pid == 0) {
+        // Die with the test: a failed REQUIRE in the parent must not leave
+        // children running (the leak check would flag them, rightly).
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         int code = 0;
         try {
             fn();

@@ -254,7 +254,15 @@ TEST_CASE("Queue chaos: kill -9 of random producers and consumers, 200 times", "
         int role = static_cast<int>(rng() % (kProducers + kConsumers));
         // Let it make some progress first, so kills land all over its loop.
         std::uint64_t target = ref(s.ops[role]).load() + 1 + rng() % 50;
-        while (ref(s.ops[role]).load() < target && ref(s.next_id).load() < kMaxIds) sched_yield();
+        auto since = std::chrono::steady_clock::now();
+        while (ref(s.ops[role]).load() < target && ref(s.next_id).load() < kMaxIds) {
+            if (std::chrono::steady_clock::now() - since > 20s) {
+                INFO("kill " << k << ": role " << role << " made no progress for 20 s (qsize "
+                             << q.qsize() << ", ops " << ref(s.ops[role]).load() << ")");
+                FAIL("a queue user is wedged");
+            }
+            sched_yield();
+        }
         ::kill(pids[role], SIGKILL);
         REQUIRE(wait_child(pids[role]) == -SIGKILL);
         if (role < kProducers) {
