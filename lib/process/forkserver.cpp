@@ -62,24 +62,30 @@ struct RequestHeader {
 
 // The parent's connection to its server.
 struct Server {
+    Server* previous = nullptr;  // a forked child's parent's (kept reachable)
     std::mutex mu;
     std::atomic<pid_t> owner{0};  // the process that started the server
     pid_t pid = 0;
     os::Fd pidfd;
     os::Fd control;
 };
-std::atomic<Server*> g_server{new Server};  // replaced, not destroyed, in a forked child
+// Replaced, not destroyed, in a forked child. Function-local, so that
+// static initializers may start children.
+std::atomic<Server*>& server_slot() {
+    static std::atomic<Server*> p{new Server};
+    return p;
+}
 
 // This process's connection. A child made by a plain fork() (not through
 // mproc) holds a copy of its parent's: it must not talk to that server
 // (its children would not be its children, nor die with it), so it starts
 // its own.
 Server& server() {
-    Server* s = g_server.load();
+    Server* s = server_slot().load();
     pid_t owner = s->owner.load();
     if (owner != 0 && owner != os::pid()) {
         forkserver_forget();
-        s = g_server.load();
+        s = server_slot().load();
     }
     return *s;
 }
@@ -171,7 +177,9 @@ void forkserver_forget() noexcept {
     // The parent's connection is not ours; another thread of the parent may
     // have held its mutex at fork. Close our copies (so the server still
     // sees the parent's exit) and start afresh.
-    Server* old = g_server.exchange(new Server);
+    auto* fresh = new Server;
+    Server* old = server_slot().exchange(fresh);
+    fresh->previous = old;
     os::Fd(old->control.release());
     os::Fd(old->pidfd.release());
 }

@@ -40,6 +40,7 @@ namespace {
 // ---- who this process is ----------------------------------------------------
 
 struct Self {
+    Self* previous = nullptr;  // the parent's, replaced after fork (kept reachable)
     std::mutex mu;
     std::string name = "MainProcess";
     std::vector<int> identity;
@@ -50,9 +51,14 @@ struct Self {
 };
 // Heap objects, replaced (never destroyed) in a forked child: another thread
 // of the parent may have held their mutexes at the moment of fork.
-Self* g_self = new Self;
+// Function-local, so that a Process made by a static initializer finds them.
+Self*& self_slot() {
+    static Self* p = new Self;
+    return p;
+}
 
 struct Children {
+    Children* previous = nullptr;
     std::mutex mu;
     struct Entry {
         std::weak_ptr<ProcessState> weak;
@@ -60,7 +66,10 @@ struct Children {
     };
     std::vector<Entry> entries;
 };
-Children* g_children = new Children;
+Children*& children_slot() {
+    static Children* p = new Children;
+    return p;
+}
 
 std::atomic<StartMethod> g_method{StartMethod::fork};
 std::atomic<int> g_fork_warning{-1};  // -1: not decided yet
@@ -68,7 +77,7 @@ std::atomic<bool> g_fork_warned{false};
 std::atomic<pid_t> g_atexit_registered_in{0};
 
 std::string authkey_of_self() {
-    Self& s = *g_self;
+    Self& s = *self_slot();
     std::lock_guard<std::mutex> g(s.mu);
     if (s.authkey.empty()) {
         std::byte key[32];
@@ -79,14 +88,14 @@ std::string authkey_of_self() {
 }
 
 void register_child(const std::shared_ptr<ProcessState>& st, bool daemon) {
-    Children& c = *g_children;
+    Children& c = *children_slot();
     std::lock_guard<std::mutex> g(c.mu);
     std::erase_if(c.entries, [](const Children::Entry& e) { return e.weak.expired(); });
     c.entries.push_back({st, daemon ? st : nullptr});
 }
 
 void unregister_child(const ProcessState* st) {
-    Children& c = *g_children;
+    Children& c = *children_slot();
     std::shared_ptr<ProcessState> keep;  // destroyed after the lock is released
     std::lock_guard<std::mutex> g(c.mu);
     for (auto it = c.entries.begin(); it != c.entries.end(); ++it) {
@@ -100,7 +109,7 @@ void unregister_child(const ProcessState* st) {
 }
 
 std::vector<std::shared_ptr<ProcessState>> registered_children() {
-    Children& c = *g_children;
+    Children& c = *children_slot();
     std::lock_guard<std::mutex> g(c.mu);
     std::vector<std::shared_ptr<ProcessState>> out;
     const pid_t me = os::pid();
@@ -198,7 +207,7 @@ void signal_child(ProcessState& st, int sig) {
 // ---- ProcessState -------------------------------------------------------------
 
 ProcessState::ProcessState(std::unique_ptr<TargetBase> t) : target(std::move(t)) {
-    Self& s = *g_self;
+    Self& s = *self_slot();
     int n = ++s.counter;
     {
         std::lock_guard<std::mutex> g(s.mu);
@@ -247,14 +256,26 @@ void become_child(const ChildInfo& info, bool forked, pid_t parent) {
         os::set_parent_death_signal(SIGKILL);
         if (os::parent_pid() != parent) ::raise(SIGKILL);
     }
-    auto* self = new Self;
-    self->name = info.name;
-    self->identity = info.identity;
-    self->daemon = info.daemon;
-    self->parent = info.parent;
-    self->authkey = info.authkey;
-    g_self = self;  // a forked child leaks the parent's copy (its mutex may be held)
-    g_children = new Children;
+    if (forked) {
+        // The parent's copies may have been locked by another thread at
+        // the fork: start afresh rather than touch their mutexes.
+        auto* self = new Self;
+        self->previous = self_slot();
+        self_slot() = self;
+        auto* children = new Children;
+        children->previous = children_slot();
+        children_slot() = children;
+    }
+    {
+        Self& self = *self_slot();
+        std::lock_guard<std::mutex> g(self.mu);
+        self.name = info.name;
+        self.identity = info.identity;
+        self.daemon = info.daemon;
+        self.parent = info.parent;
+        self.authkey = info.authkey;
+        self.counter = 0;
+    }
     if (forked) {
         forkserver_forget();
         ::on_exit(on_forked_child_exit, nullptr);
@@ -375,7 +396,7 @@ void Process::start() {
         detail::check_open(st);
         if (st.phase != Phase::created) throw Error("mproc::Process: cannot start a process twice");
         if (!st.target) throw ValueError("mproc::Process: this Process has no target");
-        if (detail::g_self->daemon)
+        if (detail::self_slot()->daemon)
             throw Error("mproc::Process: daemonic processes are not allowed to have children");
         method = st.method.value_or(get_start_method());
         st.method = method;
@@ -529,13 +550,13 @@ void Process::close() {
 CurrentProcess current_process() { return {}; }
 
 std::string CurrentProcess::name() const {
-    auto& s = *detail::g_self;
+    auto& s = *detail::self_slot();
     std::lock_guard<std::mutex> g(s.mu);
     return s.name;
 }
 
 void CurrentProcess::name(std::string name) {
-    auto& s = *detail::g_self;
+    auto& s = *detail::self_slot();
     std::lock_guard<std::mutex> g(s.mu);
     s.name = std::move(name);
 }
@@ -543,7 +564,7 @@ void CurrentProcess::name(std::string name) {
 int CurrentProcess::pid() const { return os::pid(); }
 
 bool CurrentProcess::daemon() const {
-    auto& s = *detail::g_self;
+    auto& s = *detail::self_slot();
     std::lock_guard<std::mutex> g(s.mu);
     return s.daemon;
 }
@@ -551,7 +572,7 @@ bool CurrentProcess::daemon() const {
 std::string CurrentProcess::authkey() const { return detail::authkey_of_self(); }
 
 std::optional<int> parent_process() {
-    auto& s = *detail::g_self;
+    auto& s = *detail::self_slot();
     std::lock_guard<std::mutex> g(s.mu);
     if (!s.parent) return std::nullopt;
     return *s.parent;

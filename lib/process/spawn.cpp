@@ -36,8 +36,10 @@ namespace {
 constexpr std::string_view kSpawnVar = "MPROC_SPAWN";
 constexpr std::string_view kServerVar = "MPROC_FORKSERVER";
 
-std::vector<std::string>* g_argv_strings = new std::vector<std::string>;
-std::vector<char*>* g_argv = new std::vector<char*>;
+// Set by init(), once, before any start(); never destroyed (a child may be
+// spawned from an exit handler).
+std::vector<std::string>* g_argv_strings = nullptr;
+std::vector<char*>* g_argv = nullptr;
 
 bool has_prefix(const char* entry, std::string_view var) {
     return std::strncmp(entry, var.data(), var.size()) == 0 && entry[var.size()] == '=';
@@ -52,7 +54,10 @@ int fd_from(const char* value) {
 
 }  // namespace
 
-const std::vector<char*>& saved_argv() { return *g_argv; }
+const std::vector<char*>& saved_argv() {
+    static const std::vector<char*> none;
+    return g_argv ? *g_argv : none;
+}
 
 std::vector<char*> child_environment(std::string& var, std::string_view name, int fd) {
     var.assign(name);
@@ -69,7 +74,7 @@ std::vector<char*> child_environment(std::string& var, std::string_view name, in
 pid_t spawn_self(std::string_view var_name, int fd, std::span<const int> inherit) {
     std::string var;
     std::vector<char*> env = child_environment(var, var_name, fd);
-    return os::spawn("/proc/self/exe", g_argv->data(), env.data(), inherit);
+    return os::spawn("/proc/self/exe", const_cast<char* const*>(saved_argv().data()), env.data(), inherit);
 }
 
 pid_t spawn_forkserver_process(int control_fd) {
@@ -109,14 +114,16 @@ void start_spawn(ProcessState& st, const ChildInfo& info, const SpawnTarget& tar
 
 void init(int argc, char** argv) {
     using namespace detail;
-    auto* strings = new std::vector<std::string>;
-    auto* ptrs = new std::vector<char*>;
-    for (int i = 0; i < argc && argv && argv[i]; ++i) strings->emplace_back(argv[i]);
-    if (strings->empty()) strings->emplace_back("/proc/self/exe");
-    for (auto& s : *strings) ptrs->push_back(s.data());
-    ptrs->push_back(nullptr);
-    g_argv_strings = strings;  // the old ones leak: another thread may be spawning with them
-    g_argv = ptrs;
+    if (!g_argv) {
+        g_argv_strings = new std::vector<std::string>;
+        g_argv = new std::vector<char*>;
+    }
+    g_argv_strings->clear();
+    g_argv->clear();
+    for (int i = 0; i < argc && argv && argv[i]; ++i) g_argv_strings->emplace_back(argv[i]);
+    if (g_argv_strings->empty()) g_argv_strings->emplace_back("/proc/self/exe");
+    for (auto& s : *g_argv_strings) g_argv->push_back(s.data());
+    g_argv->push_back(nullptr);
 
     const char* spawn = std::getenv(kSpawnVar.data());
     const char* server = std::getenv(kServerVar.data());
