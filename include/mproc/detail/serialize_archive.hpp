@@ -20,7 +20,7 @@
 #pragma once
 
 #include <cstddef>
-#include <optional>
+#include <memory>
 #include <string>
 #include <type_traits>
 
@@ -159,7 +159,7 @@ public:
 
     OutBuf& out() noexcept { return out_; }
     oarchive& archive() {
-        if (!ar_) ar_.emplace(*this);
+        if (!ar_) ar_ = std::make_unique<oarchive>(*this);
         return *ar_;
     }
     void enter() {
@@ -170,7 +170,7 @@ public:
 private:
     OutBuf& out_;
     unsigned depth_ = 0;
-    std::optional<oarchive> ar_;
+    std::unique_ptr<oarchive> ar_;  // not optional: GCC 12 -O1 -fsanitize=address warns falsely
 };
 
 /// The state of one load.
@@ -182,7 +182,7 @@ public:
 
     InBuf& in() noexcept { return in_; }
     iarchive& archive() {
-        if (!ar_) ar_.emplace(*this);
+        if (!ar_) ar_ = std::make_unique<iarchive>(*this);
         return *ar_;
     }
     void enter() {
@@ -193,7 +193,7 @@ public:
 private:
     InBuf& in_;
     unsigned depth_ = 0;
-    std::optional<iarchive> ar_;
+    std::unique_ptr<iarchive> ar_;  // not optional: GCC 12 -O1 -fsanitize=address warns falsely
 };
 
 template <class WR>
