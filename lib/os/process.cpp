@@ -15,6 +15,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/single_threaded.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -103,6 +104,8 @@ void set_parent_death_signal(int sig) {
 pid_t parent_pid() noexcept { return ::getppid(); }
 
 int thread_count() noexcept {
+    // glibc clears this at the first pthread_create and never sets it again.
+    if (__libc_single_threaded) return 1;
     // Field 20 of /proc/self/stat, counted after the ")" that closes the
     // command name (which may itself contain spaces and parentheses).
     int fd;

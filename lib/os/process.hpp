@@ -57,6 +57,7 @@ int decode_wait_status(int status) noexcept;
 void set_parent_death_signal(int sig);
 pid_t parent_pid() noexcept;
 /// Threads in this process (/proc/self/stat); 0 if it cannot be read.
+/// 1 at no cost in a process that never started a thread.
 int thread_count() noexcept;
 /// CPUs in this process's affinity mask (sched_getaffinity), at least 1.
 int affinity_cpu_count();
