@@ -111,6 +111,10 @@ void report_identity(std::string expected_name, int expected_parent, mproc::Valu
     ok.store(1);
 }
 
+void check_cwd(std::string expected) {
+    check(std::filesystem::current_path() == expected, "cwd " + std::filesystem::current_path().string());
+}
+
 void start_grandchild(int method, mproc::Value<int> ok) {
     mproc::Process p(report_identity, mproc::current_process().name() + ":1",
                      mproc::current_process().pid(), ok);
@@ -272,6 +276,21 @@ PER_METHOD("current_process, parent_process and names in the child and grandchil
     REQUIRE(q.join(kLong));
     REQUIRE(q.exitcode() == 0);
     REQUIRE(grand_ok.load() == 1);
+}
+
+PER_METHOD("the child starts in the parent's current directory", "[process][cwd]", cwd) {
+    // Start the fork server (if any) first, from another directory.
+    auto warm = make(method, mproc::Process(return_normally));
+    warm.start();
+    REQUIRE(warm.join(kLong));
+    const auto before = std::filesystem::current_path();
+    const auto dir = std::filesystem::temp_directory_path();
+    std::filesystem::current_path(dir);
+    auto p = make(method, mproc::Process(check_cwd, std::filesystem::current_path().string()));
+    p.start();
+    std::filesystem::current_path(before);
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
 }
 
 TEST_CASE("fork: closures and non-serializable arguments work", "[process][fork]") {

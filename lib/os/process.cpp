@@ -268,6 +268,17 @@ std::vector<std::byte> read_all(int fd, std::string_view what) {
     return out;
 }
 
+Fd open_cwd() noexcept {
+    int fd;
+    do fd = ::open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    return Fd(fd < 0 ? -1 : fd);
+}
+
+void change_dir(int fd) {
+    if (::fchdir(fd) != 0) throw_errno("fchdir", std::to_string(fd));
+}
+
 void rewind(int fd, std::string_view what) {
     if (::lseek(fd, 0, SEEK_SET) < 0) throw_errno("lseek", what);
 }

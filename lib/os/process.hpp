@@ -97,6 +97,11 @@ void close_range(unsigned first, unsigned last) noexcept;
 void write_all(int fd, std::span<const std::byte> data, std::string_view what);
 /// Reads until end of file (pipe, memfd positioned at its start).
 std::vector<std::byte> read_all(int fd, std::string_view what);
+/// open(".", O_PATH | O_DIRECTORY); an empty Fd if that fails (the
+/// directory was removed, say).
+Fd open_cwd() noexcept;
+/// fchdir(fd).
+void change_dir(int fd);
 /// lseek(fd, 0, SEEK_SET).
 void rewind(int fd, std::string_view what);
 

@@ -9,8 +9,10 @@
 // A request is one message on that socket:
 //     RequestHeader, int32 target fd numbers[handle_fds], payload bytes
 // carrying, attached to its first byte (SCM_RIGHTS): a status socket, the
-// parent's stdin/stdout/stderr (those that are open, per stdio_mask) and
-// the fds the arguments' handles use. The payload is the spawn payload
+// parent's stdin/stdout/stderr (those that are open, per stdio_mask), its
+// current directory, and the fds the arguments' handles use. So a child
+// writes where the parent writes now and resolves relative paths as the
+// parent does now, not as they were when the server started. The payload is the spawn payload
 // (payload.cpp); the server does not read it.
 //
 // The server forks; the child closes the server's fds, moves the received
@@ -55,8 +57,8 @@ constexpr std::uint32_t kRequestMagic = 0x4d504653;  // "MPFS"
 struct RequestHeader {
     std::uint32_t magic = kRequestMagic;
     std::uint32_t handle_fds = 0;
-    std::uint32_t stdio_mask = 0;
-    std::uint32_t reserved = 0;
+    std::uint32_t stdio_mask = 0;  // bit i: fd i travels
+    std::uint32_t has_cwd = 0;     // an O_PATH fd of the current directory travels
     std::uint64_t payload_size = 0;
 };
 
@@ -130,6 +132,11 @@ void start_forkserver(ProcessState& st, const ChildInfo& info, const SpawnTarget
             send_fds.push_back(i);
         }
     }
+    os::Fd cwd = os::open_cwd();
+    if (cwd) {
+        h.has_cwd = 1;
+        send_fds.push_back(cwd.get());
+    }
     for (int fd : fds) send_fds.push_back(fd);
     h.handle_fds = static_cast<std::uint32_t>(fds.size());
     h.payload_size = payload.size();
@@ -192,6 +199,7 @@ struct Request {
     os::Fd status;
     std::vector<os::Fd> fds;   // stdio then handles
     std::vector<int> targets;  // where each of fds goes in the child
+    os::Fd cwd;
     std::vector<std::byte> payload;
 };
 
@@ -206,7 +214,8 @@ bool read_request(int control, Request& req) {
         return false;
     if (h.magic != kRequestMagic) throw Error("bad request header");
     std::size_t nstdio = static_cast<std::size_t>(std::popcount(h.stdio_mask & 7u));
-    if (fds.size() != 1 + nstdio + h.handle_fds) throw Error("request carries the wrong number of fds");
+    if (h.has_cwd > 1 || fds.size() != 1 + nstdio + h.has_cwd + h.handle_fds)
+        throw Error("request carries the wrong number of fds");
     std::vector<std::int32_t> targets(h.handle_fds);
     if (!targets.empty() &&
         !os::recv_exact(control, {reinterpret_cast<std::byte*>(targets.data()), targets.size() * sizeof(std::int32_t)}))
@@ -214,9 +223,15 @@ bool read_request(int control, Request& req) {
     req.payload.resize(h.payload_size);
     if (!req.payload.empty() && !os::recv_exact(control, req.payload)) return false;
     req.status = std::move(fds[0]);
-    for (std::size_t i = 1; i < fds.size(); ++i) req.fds.push_back(std::move(fds[i]));
-    for (int i = 0; i < 3; ++i)
-        if (h.stdio_mask & (1u << i)) req.targets.push_back(i);
+    std::size_t next = 1;
+    for (int i = 0; i < 3; ++i) {
+        if (h.stdio_mask & (1u << i)) {
+            req.fds.push_back(std::move(fds[next++]));
+            req.targets.push_back(i);
+        }
+    }
+    if (h.has_cwd) req.cwd = std::move(fds[next++]);
+    for (; next < fds.size(); ++next) req.fds.push_back(std::move(fds[next]));
     for (auto t : targets) {
         if (t < 0) throw Error("bad fd number in request");
         req.targets.push_back(t);
@@ -275,15 +290,25 @@ void forkserver_main(int control_fd) noexcept {
             int fork_errno = errno;
             if (pid == 0) {
                 // The child: shed the server's fds, restore signals, take
-                // the parent's fds and run.
-                os::Fd(control.release());
-                os::Fd(sigchld.release());
-                for (auto& [p, fd] : status_of) os::Fd(fd.release());
-                req.status.reset();
-                os::ignore_signal(SIGINT, false);
-                place_fds(req);
-                os::restore_signals(mask);
-                os::block_signal(SIGCHLD, false);
+                // the parent's fds and directory, and run.
+                try {
+                    os::Fd(control.release());
+                    os::Fd(sigchld.release());
+                    for (auto& [p, fd] : status_of) os::Fd(fd.release());
+                    req.status.reset();
+                    os::ignore_signal(SIGINT, false);
+                    if (req.cwd) {
+                        os::change_dir(req.cwd.get());
+                        req.cwd.reset();
+                    }
+                    place_fds(req);
+                    os::restore_signals(mask);
+                    os::block_signal(SIGCHLD, false);
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "mproc: a forkserver child could not start: %s\n", e.what());
+                    os::flush_stdio();
+                    os::exit_now(1);
+                }
                 run_payload(req.payload, /*forked=*/true, me);
             }
             os::restore_signals(mask);
