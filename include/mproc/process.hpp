@@ -18,10 +18,14 @@
 //   target must be a function or a capture-less lambda (sent by reference,
 //   as pickle sends functions by name); each argument must be serializable
 //   (<mproc/serialization.hpp>) or an mproc handle (Queue, Lock, Value, ...),
-//   which the child re-attaches to.
+//   which the child re-attaches to. Since the method is chosen at run time,
+//   a target that breaks these rules is reported by start() (mproc::Error
+//   naming the type); static_assert(mproc::is_spawnable_v<F, Args...>)
+//   checks it at compile time.
 // - forkserver: a helper process, spawned on first use from a clean
-//   single-threaded state, forks the children; same rules as spawn. It exits
-//   when this process does.
+//   single-threaded state, forks the children; same rules as spawn. Each
+//   child gets the parent's current stdin/stdout/stderr and directory. The
+//   helper exits when this process does.
 //
 // Exit codes follow Python: 0 when the target returns, 1 when an exception
 // escapes it (printed as "Process <name>: <type>: <what>" on stderr), n for
