@@ -5,5 +5,8 @@
 #include "mproc/duration.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/process.hpp"
+#include "mproc/serialization.hpp"
+#include "mproc/pipe.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/sync.hpp"
