@@ -119,6 +119,29 @@ private:
     std::vector<std::byte> buf_;
 };
 
+/// Writes into a fixed span (free space in a ring, say). A value that does
+/// not fit is still written to the end, but only counted past the span:
+/// fits() is then false and written() is the size it needs, so the caller
+/// can retry with that much room or take another path.
+class SpanOutBuf final : public OutBuf {
+public:
+    explicit SpanOutBuf(std::span<std::byte> span) {
+        auto* b = reinterpret_cast<char*>(span.data());
+        set_area(b, b + span.size());
+    }
+    bool fits() const noexcept { return fits_; }
+
+protected:
+    void need(std::size_t) override {
+        fits_ = false;
+        set_area(scratch_, scratch_ + sizeof scratch_);
+    }
+
+private:
+    bool fits_ = true;
+    char scratch_[512];
+};
+
 /// Counts bytes without keeping them (encoded_size).
 class CountingOutBuf final : public OutBuf {
 public:
