@@ -20,6 +20,8 @@
 
 #include <boost/serialization/array_wrapper.hpp>
 #include <boost/serialization/base_object.hpp>
+#include <boost/serialization/forward_list.hpp>
+#include <boost/serialization/optional.hpp>
 #include <boost/serialization/split_member.hpp>
 
 #include <cstdint>
@@ -98,6 +100,18 @@ struct Split {
     bool operator==(const Split&) const = default;
 };
 
+// Members that go through Boost's own serialization code.
+struct WithBoostTypes {
+    boost::optional<std::string> maybe;
+    std::forward_list<int> fl;
+    std::vector<std::string> v;
+    bool operator==(const WithBoostTypes&) const = default;
+    template <class Archive>
+    void serialize(Archive& ar, unsigned) {
+        ar & maybe & fl & v;
+    }
+};
+
 int twice(int x) { return 2 * x; }
 int add(int a, int b) { return a + b; }
 
@@ -152,7 +166,7 @@ void load_only(const std::uint8_t* data, std::size_t size, bool raw) {
 
 using FnTask = std::tuple<int (*)(int), int (*)(int, int), std::string>;
 
-constexpr int kTypes = 20;
+constexpr int kTypes = 21;
 
 void dispatch(int which, const std::uint8_t* d, std::size_t n, bool raw) {
     switch (which) {
@@ -176,6 +190,7 @@ void dispatch(int which, const std::uint8_t* d, std::size_t n, bool raw) {
         case 17: return one<std::unordered_multiset<std::u16string>>(d, n, raw);
         case 18: return load_only<std::tuple<mproc::Semaphore, std::vector<mproc::Event>>>(d, n, raw);
         case 19: return one<std::vector<Point>>(d, n, raw);
+        case 20: return one<WithBoostTypes>(d, n, raw);
     }
 }
 
@@ -221,6 +236,11 @@ void write_seeds(const std::string& dir) {
     mproc::Event ev;
     seed(dir, 18, std::make_tuple(sem, std::vector<mproc::Event>{ev}));
     seed(dir, 19, std::vector<Point>{{1, 2, 3}, {4, 5, 6}});
+    WithBoostTypes w;
+    w.maybe = "m";
+    w.fl = {1, 2};
+    w.v = {"v"};
+    seed(dir, 20, w);
 }
 
 }  // namespace

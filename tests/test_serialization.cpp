@@ -14,6 +14,13 @@
 #include <boost/serialization/base_object.hpp>
 #include <boost/serialization/split_member.hpp>
 #include <boost/serialization/version.hpp>
+// Boost's own serialization of std and Boost types: std types still use
+// mproc's codecs; the types mproc does not know use these.
+#include <boost/serialization/forward_list.hpp>
+#include <boost/serialization/map.hpp>
+#include <boost/serialization/optional.hpp>
+#include <boost/serialization/string.hpp>
+#include <boost/serialization/vector.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -42,6 +49,23 @@ template <class T>
 T round_trip(const T& v) {
     Bytes b = dumps(v);
     return loads<T>(b);
+}
+
+struct Outcome {
+    int loaded = 0;
+    int rejected = 0;
+};
+
+template <class T>
+void expect_load_or_error(const Bytes& b, Outcome& out) {
+    try {
+        (void)loads<T>(b);
+        ++out.loaded;
+    } catch (const SerializationError&) {
+        ++out.rejected;
+    } catch (const std::exception& e) {
+        FAIL("loads threw something other than SerializationError: " << e.what());
+    }
 }
 
 enum Color { red, green = 7, blue = -3 };
@@ -207,6 +231,17 @@ struct Shared {
     template <class Archive>
     void serialize(Archive& ar, unsigned) {
         ar & lock & counter & tag;
+    }
+};
+
+// Members only Boost's own headers know how to serialize.
+struct WithBoostTypes {
+    boost::optional<std::string> maybe;
+    std::forward_list<int> fl;
+    std::vector<std::string> v;  // still mproc's codec
+    template <class Archive>
+    void serialize(Archive& ar, unsigned) {
+        ar & maybe & fl & v;
     }
 };
 
@@ -438,6 +473,24 @@ TEST_CASE("split save/load sees BOOST_CLASS_VERSION; base_object, nvp and arrays
     CHECK(std::equal(std::begin(e.arr), std::end(e.arr), std::begin(d.arr)));
     CHECK(std::equal(std::begin(e.dyn), std::end(e.dyn), std::begin(d.dyn)));
     CHECK(e.s == "derived");
+}
+
+TEST_CASE("members Boost's own headers serialize go through Boost's code", "[serialization]") {
+    WithBoostTypes w;
+    w.maybe = std::string("boost");
+    w.fl = {3, 2, 1};
+    w.v = {"x"};
+    WithBoostTypes back = round_trip(w);
+    REQUIRE(back.maybe.has_value());
+    CHECK(*back.maybe == "boost");
+    CHECK(back.fl == w.fl);
+    CHECK(back.v == w.v);
+    CHECK_FALSE(round_trip(WithBoostTypes{}).maybe.has_value());
+    // A corrupt forward_list length is caught before Boost sizes anything.
+    Bytes b = dumps(w);
+    Outcome out;
+    for (std::size_t n = 0; n < b.size(); ++n) expect_load_or_error<WithBoostTypes>(Bytes(b.begin(), b.begin() + n), out);
+    CHECK(out.rejected == static_cast<int>(b.size()));
 }
 
 TEST_CASE("an explicit serialize() wins over the raw-bytes path", "[serialization]") {
@@ -736,6 +789,20 @@ TEST_CASE("dump_to writes the same bytes to any stream; load_from reads pieces",
     REQUIRE(s.size() == expect_m.size());
     CHECK(std::memcmp(s.data(), expect_m.data(), s.size()) == 0);
 
+    // In place into a fixed span: fits, or says how much room it needs.
+    Bytes room(expect_r.size());
+    mproc::detail::SpanOutBuf in_place(room);
+    mproc::detail::dump_to(in_place, r);
+    CHECK(in_place.fits());
+    CHECK(in_place.written() == expect_r.size());
+    CHECK(room == expect_r);
+    Bytes small(expect_r.size() / 2);
+    mproc::detail::SpanOutBuf too_small(small);
+    mproc::detail::dump_to(too_small, r);
+    CHECK_FALSE(too_small.fits());
+    CHECK(too_small.written() == expect_r.size());
+    CHECK(std::equal(small.begin(), small.end(), expect_r.begin()));
+
     CHECK(mproc::detail::encoded_size(r) == expect_r.size());
     CHECK(mproc::detail::encoded_size(m) == expect_m.size());
 
@@ -857,23 +924,6 @@ TEST_CASE("a length prefix claiming 2^60 elements fails before allocating", "[se
 
 namespace {
 
-struct Outcome {
-    int loaded = 0;
-    int rejected = 0;
-};
-
-template <class T>
-void expect_load_or_error(const Bytes& b, Outcome& out) {
-    try {
-        (void)loads<T>(b);
-        ++out.loaded;
-    } catch (const SerializationError&) {
-        ++out.rejected;
-    } catch (const std::exception& e) {
-        FAIL("loads threw something other than SerializationError: " << e.what());
-    }
-}
-
 // Every truncation, every single-bit flip (for encodings up to 512 bytes),
 // 1000 seeded random bodies behind a valid header, and a huge varint at
 // every body offset. Returns what happened, for the totals check.
@@ -931,6 +981,11 @@ TEST_CASE("corruption corpus: every mutation loads or throws SerializationError"
     add(corrupt(std::set<std::deque<std::list<short>>>{{{1, 2}, {}}, {{3}}}, 11));
     add(corrupt(std::vector<double>(100, 1.5), 12));
     add(corrupt(Point{1, 2, 3}, 13));
+    WithBoostTypes w;
+    w.maybe = "m";
+    w.fl = {1, 2};
+    w.v = {"v"};
+    add(corrupt(w, 14));
     INFO("loaded " << total.loaded << ", rejected " << total.rejected);
     CHECK(total.rejected > 0);
     CHECK(total.loaded > 0);
