@@ -30,10 +30,16 @@
 // never trusts the bytes: truncated, corrupted or hostile input — a length
 // claiming 2^60 elements, a bad variant index, trailing garbage — throws
 // mproc::SerializationError, without crashing and without allocating more
-// than the input could justify. Caveat: a trivially copyable struct's bytes
-// are taken as they are, so a `bool` member of such a struct can arrive
-// with a value other than 0 or 1 from corrupt input; give the struct a
-// serialize() if that matters.
+// than the input could justify.
+//
+// Caveats of the raw-bytes path, which C++ cannot see inside: a trivially
+// copyable struct is copied with whatever it holds, so a raw pointer member
+// arrives pointing into the sender's memory, and a `bool` member of such a
+// struct can arrive as neither 0 nor 1 from corrupt input. Give such a
+// struct a serialize() (which then takes precedence). And a collection
+// whose elements encode to zero bytes (a user type whose serialize() writes
+// nothing) cannot hold more elements than its encoding has bytes: lengths
+// are checked against the bytes left.
 //
 // Thread safety: dumps and loads are reentrant and may run on any number of
 // threads at once (each only reads its argument). Nothing here blocks.

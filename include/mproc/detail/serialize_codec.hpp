@@ -13,7 +13,8 @@
 //   variant             the index, then the alternative
 //   pair, tuple, array  each element in order
 //   handles             the HandleWriter's refs and values
-//   function pointers   a FunctionRef (module, identity, offset, signature)
+//   function pointers   a FunctionRef (module, identity, offset, signature,
+//                       code check)
 //   user types          whatever their serialize() writes through the archive
 //
 // Loading checks every length against the bytes that remain before it
@@ -540,6 +541,8 @@ struct StdCodec<std::unordered_multiset<K, H, E, A>>
 /// std::arrays of those. Never true for mproc handles.
 template <class T>
 inline constexpr bool is_bitwise_v = is_raw_v<T>;
+template <class T>
+struct is_bitwise : std::bool_constant<is_bitwise_v<T>> {};
 
 /// The exact size of dump_to's / dumps' output for a bitwise T.
 template <class T>
