@@ -4,6 +4,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstdio>
+#include <stdio_ext.h>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -60,7 +62,27 @@ pid_t spawn(const char* path, char* const argv[], char* const envp[], std::span<
     return pid;
 }
 
-void exit_now(int code) noexcept { ::_exit(code); }
+namespace {
+// Calls that only a forked child makes. The parent never calls them, so a
+// lazily bound PLT entry would be bound afresh in every child: the dynamic
+// linker's symbol lookup reads a dozen pages that a new copy-on-write
+// address space has yet to fault in (about 10% of a fork+exit). Pointers
+// taken at load time (volatile, so calls are not folded back into PLT
+// calls) are bound once, by the loader, before any fork.
+decltype(&::_exit) volatile g_exit = ::_exit;
+decltype(&::getppid) volatile g_getppid = ::getppid;
+decltype(&::prctl) volatile g_prctl = ::prctl;
+decltype(&::on_exit) volatile g_on_exit = ::on_exit;
+}  // namespace
+
+void exit_now(int code) noexcept {
+    g_exit(code);
+    __builtin_unreachable();
+}
+
+void call_on_exit(void (*fn)(int status, void* arg), void* arg) {
+    if (g_on_exit(fn, arg) != 0) throw Error("on_exit: no room for another exit handler");
+}
 
 // ---- waiting ------------------------------------------------------------
 
@@ -88,6 +110,12 @@ std::optional<int> reap(int pidfd, bool block) {
     }
 }
 
+void kill_and_reap(pid_t pid) noexcept {
+    ::kill(pid, SIGKILL);
+    while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+    }
+}
+
 bool send_signal(int pidfd, int sig) {
     if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) == 0) return true;
     if (errno == ESRCH) return false;
@@ -97,11 +125,11 @@ bool send_signal(int pidfd, int sig) {
 // ---- this process -------------------------------------------------------
 
 void set_parent_death_signal(int sig) {
-    if (::prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0, 0, 0) != 0)
+    if (g_prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(sig), 0, 0, 0) != 0)
         throw_errno("prctl(PR_SET_PDEATHSIG)");
 }
 
-pid_t parent_pid() noexcept { return ::getppid(); }
+pid_t parent_pid() noexcept { return g_getppid(); }
 
 int thread_count() noexcept {
     // glibc clears this at the first pthread_create and never sets it again.
@@ -150,6 +178,11 @@ int affinity_cpu_count() {
 }
 
 void flush_stdio() noexcept { std::fflush(nullptr); }
+
+void flush_stdout_stderr() noexcept {
+    if (::__fpending(stdout) > 0) std::fflush(stdout);
+    if (::__fpending(stderr) > 0) std::fflush(stderr);
+}
 
 void random_bytes(std::span<std::byte> out) {
     std::size_t done = 0;

@@ -35,6 +35,9 @@ pid_t spawn(const char* path, char* const argv[], char* const envp[],
 
 /// _exit(2) after nothing else.
 [[noreturn]] void exit_now(int code) noexcept;
+/// on_exit(3): `fn` runs at exit() with the exit status, before the
+/// handlers registered earlier (atexit's order).
+void call_on_exit(void (*fn)(int status, void* arg), void* arg);
 
 // ---- waiting ------------------------------------------------------------
 
@@ -42,6 +45,9 @@ pid_t spawn(const char* path, char* const argv[], char* const envp[],
 /// `block` false returns nullopt while it runs. The result uses Python's
 /// convention: the exit status, or -N for death by signal N.
 std::optional<int> reap(int pidfd, bool block);
+
+/// SIGKILL and waitpid for one child (when a start fails half-way).
+void kill_and_reap(pid_t pid) noexcept;
 
 /// pidfd_send_signal(pidfd, sig). False if the process has already exited
 /// (ESRCH): signalling a finished child is not an error.
@@ -64,6 +70,10 @@ int affinity_cpu_count();
 /// fflush(nullptr): every C stdio stream (iostreams synced with stdio
 /// write through them).
 void flush_stdio() noexcept;
+/// fflush(stdout) and fflush(stderr), each only if it holds unwritten
+/// bytes (an fflush writes its FILE's lock even when there is nothing to
+/// do, which costs a page fault in a fresh fork).
+void flush_stdout_stderr() noexcept;
 /// getrandom(2) into `out`, blocking until the pool is ready.
 void random_bytes(std::span<std::byte> out);
 

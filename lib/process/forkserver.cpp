@@ -64,18 +64,21 @@ struct RequestHeader {
 
 // The parent's connection to its server.
 struct Server {
-    Server* previous = nullptr;  // a forked child's parent's (kept reachable)
     std::mutex mu;
     std::atomic<pid_t> owner{0};  // the process that started the server
     pid_t pid = 0;
     os::Fd pidfd;
     os::Fd control;
 };
-// Replaced, not destroyed, in a forked child. Function-local, so that
-// static initializers may start children.
-std::atomic<Server*>& server_slot() {
-    static std::atomic<Server*> p{new Server};
-    return p;
+// Replaced, not destroyed, in a forked child (ForkSlots). Function-local,
+// so that static initializers may start children.
+std::atomic<bool> g_server_slots_made{false};
+ForkSlots<Server>& server_slots() {
+    static auto* s = [] {
+        g_server_slots_made = true;
+        return new ForkSlots<Server>;
+    }();
+    return *s;
 }
 
 // This process's connection. A child made by a plain fork() (not through
@@ -83,11 +86,11 @@ std::atomic<Server*>& server_slot() {
 // (its children would not be its children, nor die with it), so it starts
 // its own.
 Server& server() {
-    Server* s = server_slot().load();
+    Server* s = &server_slots().get();
     pid_t owner = s->owner.load();
     if (owner != 0 && owner != os::pid()) {
         forkserver_forget();
-        s = server_slot().load();
+        s = &server_slots().get();
     }
     return *s;
 }
@@ -175,6 +178,7 @@ void start_forkserver(ProcessState& st, const ChildInfo& info, const SpawnTarget
 }
 
 void forkserver_shutdown() noexcept {
+    if (!g_server_slots_made.load()) return;  // none was ever started here
     Server& s = server();
     std::lock_guard<std::mutex> g(s.mu);
     stop_locked(s);
@@ -184,11 +188,12 @@ void forkserver_forget() noexcept {
     // The parent's connection is not ours; another thread of the parent may
     // have held its mutex at fork. Close our copies (so the server still
     // sees the parent's exit) and start afresh.
-    auto* fresh = new Server;
-    Server* old = server_slot().exchange(fresh);
-    fresh->previous = old;
-    os::Fd(old->control.release());
-    os::Fd(old->pidfd.release());
+    if (!g_server_slots_made.load()) return;  // no fork server was ever used here
+    Server& old = server_slots().get();
+    if (old.owner.load() == 0 && !old.control && !old.pidfd) return;  // never started one
+    os::Fd(old.control.release());
+    os::Fd(old.pidfd.release());
+    server_slots().renew();
 }
 
 // ---- the server -----------------------------------------------------------

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -46,6 +47,32 @@ struct ChildInfo {
     bool daemon = false;
     std::int32_t parent = 0;
     std::string authkey;
+};
+
+/// Storage for a per-process object that a forked child replaces with its
+/// own: the child builds it in whichever of two static slots its parent's
+/// object is not in. No malloc in the child (whose arena pages it would
+/// have to copy), and the parent's object is left untouched (another
+/// thread may have held its mutex at the fork). What the abandoned object
+/// owned is leaked, once per fork, in the child only.
+template <class T>
+class ForkSlots {
+public:
+    ForkSlots() : current_(new (a_) T()) {}
+    ForkSlots(const ForkSlots&) = delete;
+    ForkSlots& operator=(const ForkSlots&) = delete;
+    T& get() const noexcept { return *current_; }
+    /// In a forked child: a fresh T, which get() returns from now on.
+    T& renew() {
+        std::byte* other = reinterpret_cast<std::byte*>(current_) == a_ ? b_ : a_;
+        current_ = new (other) T();
+        return *current_;
+    }
+
+private:
+    T* current_;
+    alignas(T) std::byte a_[sizeof(T)];
+    alignas(T) std::byte b_[sizeof(T)];
 };
 
 // ---- parent side ----------------------------------------------------------
@@ -91,7 +118,7 @@ std::vector<std::byte> encode_payload(const ChildInfo& info, const SpawnTarget& 
 /// signal towards `parent` (and an exit if it is already gone). `forked`: the child
 /// shares the parent's memory image, so std::exit is redirected to _exit
 /// (the parent's atexit handlers must not run here).
-void become_child(const ChildInfo& info, bool forked, pid_t parent);
+void become_child(ChildInfo info, bool forked, pid_t parent);
 /// Runs fn, turning an escaping exception into exit code 1 and the message
 /// "Process <name>: <type>: <what>" on stderr. Returns the exit code.
 int run_guarded(const std::function<void()>& fn) noexcept;
@@ -104,7 +131,9 @@ int run_guarded(const std::function<void()>& fn) noexcept;
 /// stop the fork server. Safe to call more than once.
 void exit_function() noexcept;
 
-/// Flushes iostreams and C stdio.
+/// Flushes stdout and stderr: iostreams' own buffers and C stdio's. (A
+/// forked child flushes only these, as Python's does, so the parent need
+/// not flush its other FILEs before a fork.)
 void flush_std_streams() noexcept;
 
 }  // namespace mproc::detail

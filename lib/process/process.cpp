@@ -16,6 +16,9 @@
 #include <cxxabi.h>
 #include <exception>
 #include <iostream>
+#if defined(__GLIBCXX__)
+#include <ext/stdio_sync_filebuf.h>
+#endif
 #include <typeinfo>
 
 #include <signal.h>
@@ -40,7 +43,6 @@ namespace {
 // ---- who this process is ----------------------------------------------------
 
 struct Self {
-    Self* previous = nullptr;  // the parent's, replaced after fork (kept reachable)
     std::mutex mu;
     std::string name = "MainProcess";
     std::vector<int> identity;
@@ -49,16 +51,16 @@ struct Self {
     std::string authkey;
     std::atomic<int> counter{0};
 };
-// Heap objects, replaced (never destroyed) in a forked child: another thread
-// of the parent may have held their mutexes at the moment of fork.
-// Function-local, so that a Process made by a static initializer finds them.
-Self*& self_slot() {
-    static Self* p = new Self;
-    return p;
+// Replaced in a forked child (ForkSlots); never destroyed, as exit
+// handlers use them. Function-local, so that a Process made by a static
+// initializer finds them.
+ForkSlots<Self>& self_slots() {
+    static auto* s = new ForkSlots<Self>;
+    return *s;
 }
+Self* self_slot() { return &self_slots().get(); }
 
 struct Children {
-    Children* previous = nullptr;
     std::mutex mu;
     struct Entry {
         std::weak_ptr<ProcessState> weak;
@@ -66,10 +68,11 @@ struct Children {
     };
     std::vector<Entry> entries;
 };
-Children*& children_slot() {
-    static Children* p = new Children;
-    return p;
+ForkSlots<Children>& children_slots() {
+    static auto* s = new ForkSlots<Children>;
+    return *s;
 }
+Children* children_slot() { return &children_slots().get(); }
 
 std::atomic<StartMethod> g_method{StartMethod::fork};
 std::atomic<int> g_fork_warning{-1};  // -1: not decided yet
@@ -123,6 +126,8 @@ void atexit_handler() { exit_function(); }
 
 void ensure_exit_handler() {
     pid_t me = os::pid();
+    // Read first: a write would cost a page fault per start after a fork.
+    if (g_atexit_registered_in.load(std::memory_order_relaxed) == me) return;
     if (g_atexit_registered_in.exchange(me) != me) std::atexit(atexit_handler);
 }
 
@@ -171,6 +176,7 @@ void poll_locked(ProcessState& st) {
     } else {
         st.exitcode = os::reap(st.pidfd.get(), false);
     }
+    if (st.exitcode) st.target.reset();
 }
 
 void on_forked_child_exit(int status, void*) {
@@ -239,17 +245,33 @@ ProcessState::~ProcessState() {
 
 // ---- the child side -----------------------------------------------------------
 
+namespace {
+// Streams synced with stdio (the default) have no buffer of their own:
+// flushing them is an fflush, done below only where there is something
+// to write.
+template <class Stream>
+void flush_own_buffer(Stream& s) {
+#if defined(__GLIBCXX__)
+    if (dynamic_cast<__gnu_cxx::stdio_sync_filebuf<typename Stream::char_type>*>(s.rdbuf())) return;
+#endif
+    s.flush();
+}
+}  // namespace
+
 void flush_std_streams() noexcept {
     try {
-        std::cout.flush();
-        std::clog.flush();
-        std::cerr.flush();
+        flush_own_buffer(std::cout);
+        flush_own_buffer(std::clog);
+        flush_own_buffer(std::cerr);
+        flush_own_buffer(std::wcout);
+        flush_own_buffer(std::wclog);
+        flush_own_buffer(std::wcerr);
     } catch (...) {
     }
-    os::flush_stdio();
+    os::flush_stdout_stderr();
 }
 
-void become_child(const ChildInfo& info, bool forked, pid_t parent) {
+void become_child(ChildInfo info, bool forked, pid_t parent) {
     if (info.daemon) {
         // The parent's death kills a daemon; if it died before this line,
         // the signal will never come, so go now.
@@ -259,26 +281,22 @@ void become_child(const ChildInfo& info, bool forked, pid_t parent) {
     if (forked) {
         // The parent's copies may have been locked by another thread at
         // the fork: start afresh rather than touch their mutexes.
-        auto* self = new Self;
-        self->previous = self_slot();
-        self_slot() = self;
-        auto* children = new Children;
-        children->previous = children_slot();
-        children_slot() = children;
+        self_slots().renew();
+        children_slots().renew();
     }
     {
         Self& self = *self_slot();
         std::lock_guard<std::mutex> g(self.mu);
-        self.name = info.name;
-        self.identity = info.identity;
+        self.name = std::move(info.name);  // moved, not copied: no malloc in a fresh fork
+        self.identity = std::move(info.identity);
         self.daemon = info.daemon;
         self.parent = info.parent;
-        self.authkey = info.authkey;
+        self.authkey = std::move(info.authkey);
         self.counter = 0;
     }
     if (forked) {
         forkserver_forget();
-        ::on_exit(on_forked_child_exit, nullptr);
+        os::call_on_exit(on_forked_child_exit, nullptr);
     }
 }
 
@@ -404,6 +422,10 @@ void Process::start() {
         info = detail::child_info_for(st);
     }
     detail::ensure_exit_handler();
+    const pid_t parent = info.parent;
+    const bool daemon = info.daemon;
+    pid_t forked_pid = 0;
+    os::Fd forked_pidfd;
     try {
         if (method == StartMethod::fork) {
             detail::maybe_warn_threads();
@@ -423,26 +445,22 @@ void Process::start() {
                 // after start() still lands, just not inside libc's fork).
                 int code = 1;
                 try {
-                    detail::become_child(info, /*forked=*/true, info.parent);
+                    detail::become_child(std::move(info), /*forked=*/true, parent);
                     os::restore_signals(mask);
                     code = detail::run_guarded([&st] { st.target->run(); });
                 } catch (const std::exception& e) {
-                    std::fprintf(stderr, "mproc: child %s could not start: %s\n", info.name.c_str(), e.what());
+                    std::fprintf(stderr, "mproc: a forked child could not start: %s\n", e.what());
                 }
                 detail::finish_child(code, /*forked=*/true);
             }
             os::restore_signals(mask);
-            os::Fd pidfd;
             try {
-                pidfd = os::pidfd_open(pid);
+                forked_pidfd = os::pidfd_open(pid);
             } catch (...) {
-                ::kill(pid, SIGKILL);
-                os::reap_any();
+                os::kill_and_reap(pid);
                 throw;
             }
-            std::lock_guard<std::mutex> g(st.mu);
-            st.pid = pid;
-            st.pidfd = std::move(pidfd);
+            forked_pid = pid;
         } else {
             if (detail::saved_argv().empty()) detail::throw_not_initialized(method);
             // Serializing the arguments notes every fd their handles use;
@@ -462,11 +480,18 @@ void Process::start() {
     std::unique_ptr<detail::TargetBase> drop;  // Python drops target and args after start
     {
         std::lock_guard<std::mutex> g(st.mu);
-        st.parent = os::pid();
+        if (method == StartMethod::fork) {
+            st.pid = forked_pid;
+            st.pidfd = std::move(forked_pidfd);
+        } else {
+            // A forked child shares our pages until it exits: freeing there
+            // would copy them, so a fork target goes when the child is reaped.
+            drop = std::move(st.target);
+        }
+        st.parent = parent;
         st.phase = Phase::started;
-        drop = std::move(st.target);
     }
-    detail::register_child(state_, info.daemon);
+    detail::register_child(state_, daemon);
 }
 
 bool Process::join(Timeout timeout) { return detail::join_state(state(), timeout); }

@@ -101,8 +101,7 @@ void start_spawn(ProcessState& st, const ChildInfo& info, const SpawnTarget& tar
     try {
         pidfd = os::pidfd_open(pid);
     } catch (...) {
-        ::kill(pid, SIGKILL);
-        os::reap_any();
+        os::kill_and_reap(pid);
         throw;
     }
     std::lock_guard<std::mutex> g(st.mu);
