@@ -111,6 +111,12 @@ void report_identity(std::string expected_name, int expected_parent, mproc::Valu
     ok.store(1);
 }
 
+void sum_into(std::vector<std::int64_t> big, std::vector<mproc::Value<long>> outs) {
+    std::int64_t sum = 0;
+    for (auto x : big) sum += x;
+    for (std::size_t i = 0; i < outs.size(); ++i) outs[i].store(static_cast<long>(sum) + static_cast<long>(i));
+}
+
 void check_cwd(std::string expected) {
     check(std::filesystem::current_path() == expected, "cwd " + std::filesystem::current_path().string());
 }
@@ -291,6 +297,19 @@ PER_METHOD("the child starts in the parent's current directory", "[process][cwd]
     std::filesystem::current_path(before);
     REQUIRE(p.join(kLong));
     REQUIRE(p.exitcode() == 0);
+}
+
+PER_METHOD("8 MB of arguments and 40 handles in one vector", "[process][args]", large_arguments) {
+    std::vector<std::int64_t> big(1 << 20);
+    for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<std::int64_t>(i);
+    const long sum = static_cast<long>(big.size() * (big.size() - 1) / 2);
+    std::vector<mproc::Value<long>> outs;
+    for (int i = 0; i < 40; ++i) outs.emplace_back(0);
+    auto p = make(method, mproc::Process(sum_into, big, outs));
+    p.start();
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+    for (std::size_t i = 0; i < outs.size(); ++i) REQUIRE(outs[i].load() == sum + static_cast<long>(i));
 }
 
 TEST_CASE("fork: closures and non-serializable arguments work", "[process][fork]") {
