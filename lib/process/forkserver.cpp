@@ -28,7 +28,9 @@
 //
 // Lifetime: the server exits at end of stream on the request socket, i.e.
 // when the parent process is gone, however it went (kill -9 included), or
-// when the parent's exit handler closes it. Daemon children have
+// when the parent's exit handler closes it. (A child of the parent made by
+// a plain fork() holds a copy of that socket; so a server started from the
+// parent's main thread also takes PR_SET_PDEATHSIG(SIGKILL).) Daemon children have
 // PR_SET_PDEATHSIG(SIGKILL) towards the single-threaded server, so they
 // die with it. The server ignores SIGINT (Ctrl-C is the parent's to handle);
 // its children get the default back.
@@ -266,10 +268,14 @@ void send_int(int sock, std::int32_t v, int fd = -1) noexcept {
 
 }  // namespace
 
-void forkserver_main(int control_fd) noexcept {
+void forkserver_main(int control_fd, pid_t parent) noexcept {
     try {
         os::Fd control(control_fd);
         os::set_inheritable(control_fd, false);
+        if (parent != 0) {
+            os::set_parent_death_signal(SIGKILL);
+            if (os::parent_pid() != parent) os::exit_now(0);  // it died before this line
+        }
         os::ignore_signal(SIGINT, true);
         os::block_signal(SIGCHLD, true);
         os::Fd sigchld = os::signal_fd(SIGCHLD);

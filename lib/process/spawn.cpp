@@ -29,7 +29,7 @@ extern char** environ;
 namespace mproc {
 namespace detail {
 
-[[noreturn]] void forkserver_main(int control_fd) noexcept;
+[[noreturn]] void forkserver_main(int control_fd, pid_t parent) noexcept;
 
 namespace {
 
@@ -45,11 +45,21 @@ bool has_prefix(const char* entry, std::string_view var) {
     return std::strncmp(entry, var.data(), var.size()) == 0 && entry[var.size()] == '=';
 }
 
-int fd_from(const char* value) {
+// "<fd>" or "<fd>:<pid>"; -1 for anything else.
+int number_from(const char*& value, char end_at) {
     char* end = nullptr;
     long v = std::strtol(value, &end, 10);
-    if (!end || *end != '\0' || v < 0 || v > 1 << 30) return -1;
+    if (end == value || *end != end_at || v < 0 || v > 1 << 30) return -1;
+    value = end + (end_at ? 1 : 0);
     return static_cast<int>(v);
+}
+
+std::pair<int, pid_t> fd_and_parent(const char* value) {
+    const char* p = value;
+    int fd = number_from(p, std::strchr(p, ':') ? ':' : '\0');
+    if (fd < 0 || p == value || p[-1] != ':') return {fd, 0};
+    int parent = number_from(p, '\0');
+    return {fd, parent > 0 ? parent : 0};
 }
 
 }  // namespace
@@ -59,10 +69,10 @@ const std::vector<char*>& saved_argv() {
     return g_argv ? *g_argv : none;
 }
 
-std::vector<char*> child_environment(std::string& var, std::string_view name, int fd) {
+std::vector<char*> child_environment(std::string& var, std::string_view name, const std::string& value) {
     var.assign(name);
     var += '=';
-    var += std::to_string(fd);
+    var += value;
     std::vector<char*> env;
     for (char** e = environ; e && *e; ++e)
         if (!has_prefix(*e, kSpawnVar) && !has_prefix(*e, kServerVar)) env.push_back(*e);
@@ -71,15 +81,21 @@ std::vector<char*> child_environment(std::string& var, std::string_view name, in
     return env;
 }
 
-pid_t spawn_self(std::string_view var_name, int fd, std::span<const int> inherit) {
+pid_t spawn_self(std::string_view var_name, const std::string& value, std::span<const int> inherit) {
     std::string var;
-    std::vector<char*> env = child_environment(var, var_name, fd);
+    std::vector<char*> env = child_environment(var, var_name, value);
     return os::spawn("/proc/self/exe", const_cast<char* const*>(saved_argv().data()), env.data(), inherit);
 }
 
 pid_t spawn_forkserver_process(int control_fd) {
     int inherit[] = {control_fd};
-    return spawn_self(kServerVar, control_fd, inherit);
+    // Started from the main thread, the server may also take a parent-death
+    // signal: that thread's exit is the process's. From another thread it
+    // would die with that thread, so it relies on its socket's end of
+    // stream alone.
+    std::string value = std::to_string(control_fd);
+    if (os::tid() == os::pid()) value += ":" + std::to_string(os::pid());
+    return spawn_self(kServerVar, value, inherit);
 }
 
 void throw_not_initialized(StartMethod m) {
@@ -96,7 +112,7 @@ void start_spawn(ProcessState& st, const ChildInfo& info, const SpawnTarget& tar
     os::rewind(data.get(), "spawn payload");
     std::vector<int> inherit(fds);
     inherit.push_back(data.get());
-    pid_t pid = spawn_self(kSpawnVar, data.get(), inherit);
+    pid_t pid = spawn_self(kSpawnVar, std::to_string(data.get()), inherit);
     os::Fd pidfd;
     try {
         pidfd = os::pidfd_open(pid);
@@ -127,7 +143,7 @@ void init(int argc, char** argv) {
     const char* spawn = std::getenv(kSpawnVar.data());
     const char* server = std::getenv(kServerVar.data());
     if (!spawn && !server) return;
-    int fd = fd_from(spawn ? spawn : server);
+    auto [fd, parent] = fd_and_parent(spawn ? spawn : server);
     ::unsetenv(kSpawnVar.data());
     ::unsetenv(kServerVar.data());
     if (fd < 0 || !os::fd_is_open(fd)) {
@@ -135,7 +151,7 @@ void init(int argc, char** argv) {
                      spawn ? kSpawnVar.data() : kServerVar.data());
         std::exit(1);
     }
-    if (server) forkserver_main(fd);
+    if (server) forkserver_main(fd, parent);
     std::vector<std::byte> payload;
     try {
         payload = os::read_all(fd, "spawn payload");
