@@ -118,6 +118,10 @@ public:
     /// nullopt while running (or before start); 0 on return, 1 on an
     /// exception, the code given to std::exit, -N if killed by signal N.
     std::optional<int> exitcode() const;
+    /// Python's Process.sentinel: an fd (owned by the Process) that becomes
+    /// readable when the child exits, for poll(2) over several children.
+    /// ValueError before start().
+    int sentinel() const;
     /// SIGTERM. Nothing happens if the child has already exited.
     void terminate();
     /// SIGKILL.

@@ -538,6 +538,15 @@ std::optional<int> Process::pid() const {
     return st.pid;
 }
 
+int Process::sentinel() const {
+    auto& st = state();
+    std::lock_guard<std::mutex> g(st.mu);
+    detail::check_open(st);
+    if (st.phase != detail::ProcessState::Phase::started)
+        throw ValueError("mproc::Process: sentinel() before start()");
+    return st.status ? st.status.get() : st.pidfd.get();
+}
+
 std::optional<int> Process::exitcode() const {
     auto& st = state();
     std::lock_guard<std::mutex> g(st.mu);
