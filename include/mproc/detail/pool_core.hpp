@@ -217,27 +217,18 @@ public:
         }
         run_callback(fn);
     }
-    /// For wait() over several states: notified (under its own mutex) on finish.
-    void add_waiter(std::shared_ptr<std::function<void()>> w) {
-        std::lock_guard<std::mutex> g(mu_);
-        waiters_.push_back(std::move(w));
-    }
-
 private:
     template <class Set>
     void finish(Set&& set, Phase p) {
         std::vector<std::function<void()>> cbs;
-        std::vector<std::shared_ptr<std::function<void()>>> ws;
         {
             std::lock_guard<std::mutex> g(mu_);
             if (phase_ == Phase::finished || phase_ == Phase::cancelled) return;
             set();
             phase_ = p;
             cbs.swap(callbacks_);
-            ws.swap(waiters_);
         }
         cv_.notify_all();
-        for (auto& w : ws) (*w)();
         for (auto& cb : cbs) run_callback(cb);
     }
     static void run_callback(const std::function<void()>& fn) noexcept {
@@ -254,7 +245,6 @@ private:
     std::optional<Value> value_;
     std::exception_ptr error_;
     std::vector<std::function<void()>> callbacks_;
-    std::vector<std::shared_ptr<std::function<void()>>> waiters_;
 };
 
 }  // namespace mproc::detail
