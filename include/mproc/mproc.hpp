@@ -10,3 +10,5 @@
 #include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/sync.hpp"
+#include "mproc/pool.hpp"
+#include "mproc/futures.hpp"

@@ -104,12 +104,12 @@ public:
                 throw Error("mproc::Pool: the initializer needs initargs");
             return [fp, holder, params](const detail::PoolChannel& t, const detail::PoolChannel& r,
                                         const Array<std::uint64_t>& s, std::uint32_t i, std::uint64_t m) {
-                return std::apply(
-                    [&](const auto&... p) {
-                        return Process(&detail::pool_worker_entry<Fp, std::decay_t<decltype(p)>...>, t, r,
-                                       s, i, m, fp, p...);
-                    },
-                    params ? *params : Params{});
+                auto make = [&](const auto&... p) {
+                    return Process(&detail::pool_worker_entry<Fp, std::decay_t<decltype(p)>...>, t, r, s,
+                                   i, m, fp, p...);
+                };
+                if constexpr (std::tuple_size_v<Params> == 0) return make();
+                else return std::apply(make, *params);
             };
         };
     }
