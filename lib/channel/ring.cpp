@@ -73,15 +73,13 @@ struct RingHeader {
     std::atomic<std::uint64_t> cached_rstate{0};  // writer's last look at rstate (under wlock)
     alignas(64) std::atomic<std::uint64_t> wstate{0};
     alignas(64) std::atomic<std::uint32_t> space_seq{0};
-    std::atomic<std::uint32_t> writers_waiting{0};
-    std::atomic<std::uint32_t> writer_sleeping{0};
+    std::atomic<std::uint32_t> writers_waiting{0};  // a flag: see sleep_on()
 
     alignas(64) pthread_mutex_t rlock;
     std::atomic<std::uint64_t> cached_wstate{0};  // reader's last look at wstate (under rlock)
     alignas(64) std::atomic<std::uint64_t> rstate{0};
     alignas(64) std::atomic<std::uint32_t> data_seq{0};
-    std::atomic<std::uint32_t> readers_waiting{0};
-    std::atomic<std::uint32_t> reader_sleeping{0};
+    std::atomic<std::uint32_t> readers_waiting{0};  // a flag: see sleep_on()
 
     alignas(64) std::atomic<std::uint32_t> unfinished{0};
     std::atomic<std::uint32_t> join_waiters{0};
@@ -134,80 +132,71 @@ std::size_t ChannelCore::qsize() const noexcept {
 
 // ---- waiting ------------------------------------------------------------
 
-bool ChannelCore::wait_for_data(std::uint64_t seen, const void* deadline) {
-    auto changed = [&] { return h_->wstate.load() != seen; };
-    for (unsigned i = 0, n = os::spin_budget(); i < n; ++i) {
-        if (changed()) return true;
-        os::cpu_relax();
-    }
-    if (wait_ == Wait::futex) {
-        h_->readers_waiting.fetch_add(1);
-        std::uint32_t s = h_->data_seq.load();
-        bool ok = changed() || os::futex_wait(&h_->data_seq, s, dl(deadline));
-        h_->readers_waiting.fetch_sub(1);
-        return ok || changed();
-    }
-    h_->reader_sleeping.store(1);
+// Only the holder of a side's lock ever sleeps on that side's word (others
+// wait for the lock), so "someone sleeps" is a flag, and the waker clears
+// it as it wakes: one wake-up per sleep. (A counter the sleeper clears
+// itself would make every put issue a futex_wake until the woken reader
+// got a CPU — thousands of syscalls on a busy machine.)
+namespace {
+template <class Changed>
+bool sleep_on(std::atomic<std::uint32_t>& flag, const std::atomic<std::uint32_t>& seq,
+              const Changed& changed, ChannelCore::Wait wait, int link,
+              const os::Deadline& deadline, const char* gone) {
+    if (os::spin_until(changed, os::spin_budget_ns())) return true;
+    const std::uint32_t s = seq.load();
+    flag.store(1);  // seq_cst: the waker's state store and this are ordered
     if (changed()) {
-        h_->reader_sleeping.store(0);
+        flag.store(0);
         return true;
     }
-    os::Readiness r = os::wait_and_drain(link_->fd(), dl(deadline));
-    h_->reader_sleeping.store(0);
+    if (wait == ChannelCore::Wait::futex) {
+        bool ok = os::futex_wait(&seq, s, deadline);
+        flag.store(0);
+        return ok || changed();
+    }
+    os::Readiness r = os::wait_and_drain(link, deadline);
+    flag.store(0);
     if (changed()) return true;
-    if (r == os::Readiness::hangup) throw EOFError("Connection: the other end is closed");
+    if (r == os::Readiness::hangup) throw EOFError(gone);
     return r == os::Readiness::ready;
+}
+
+void wake_sleeper(std::atomic<std::uint32_t>& flag, std::atomic<std::uint32_t>& seq,
+                  ChannelCore::Wait wait, int link) {
+    if (flag.load() == 0 || flag.exchange(0) == 0) return;
+    if (wait == ChannelCore::Wait::futex) {
+        seq.fetch_add(1);
+        os::futex_wake(&seq, INT_MAX);
+    } else if (!os::send_wake(link)) {
+        throw EOFError("Connection: the other end is closed");
+    }
+}
+}  // namespace
+
+bool ChannelCore::wait_for_data(std::uint64_t seen, const void* deadline) {
+    return sleep_on(h_->readers_waiting, h_->data_seq, [&] { return h_->wstate.load() != seen; },
+                    wait_, link_ ? link_->fd() : -1, dl(deadline), "Connection: the other end is closed");
 }
 
 bool ChannelCore::wait_for_space(std::uint64_t seen, const void* deadline) {
-    auto changed = [&] { return h_->rstate.load() != seen; };
-    for (unsigned i = 0, n = os::spin_budget(); i < n; ++i) {
-        if (changed()) return true;
-        os::cpu_relax();
-    }
-    if (wait_ == Wait::futex) {
-        h_->writers_waiting.fetch_add(1);
-        std::uint32_t s = h_->space_seq.load();
-        bool ok = changed() || os::futex_wait(&h_->space_seq, s, dl(deadline));
-        h_->writers_waiting.fetch_sub(1);
-        return ok || changed();
-    }
-    h_->writer_sleeping.store(1);
-    if (changed()) {
-        h_->writer_sleeping.store(0);
-        return true;
-    }
-    os::Readiness r = os::wait_and_drain(link_->fd(), dl(deadline));
-    h_->writer_sleeping.store(0);
-    if (changed()) return true;
-    if (r == os::Readiness::hangup) throw EOFError("Connection: the other end is closed");
-    return r == os::Readiness::ready;
+    return sleep_on(h_->writers_waiting, h_->space_seq, [&] { return h_->rstate.load() != seen; },
+                    wait_, link_ ? link_->fd() : -1, dl(deadline), "Connection: the other end is closed");
 }
 
 void ChannelCore::wake_readers() {
-    if (wait_ == Wait::futex) {
-        if (h_->readers_waiting.load() > 0) {
-            h_->data_seq.fetch_add(1);
-            os::futex_wake(&h_->data_seq, 1);
-        }
-    } else if (h_->reader_sleeping.load()) {
-        if (!os::send_wake(link_->fd())) throw EOFError("Connection: the other end is closed");
-    }
+    wake_sleeper(h_->readers_waiting, h_->data_seq, wait_, link_ ? link_->fd() : -1);
 }
 
 void ChannelCore::wake_writers() noexcept {
-    if (wait_ == Wait::futex) {
-        if (h_->writers_waiting.load() > 0) {
-            h_->space_seq.fetch_add(1);
-            os::futex_wake(&h_->space_seq, 1);
-        }
-    } else if (h_->writer_sleeping.load()) {
-        os::send_wake(link_->fd());
+    try {
+        wake_sleeper(h_->writers_waiting, h_->space_seq, wait_, link_ ? link_->fd() : -1);
+    } catch (const EOFError&) {
+        // A writer that died sleeping: nobody to wake.
     }
 }
 
-void ChannelCore::arm_reader() noexcept { h_->reader_sleeping.store(1); }
-void ChannelCore::disarm_reader() noexcept { h_->reader_sleeping.store(0); }
+void ChannelCore::arm_reader() noexcept { h_->readers_waiting.store(1); }
+void ChannelCore::disarm_reader() noexcept { h_->readers_waiting.store(0); }
 
 // ---- put ----------------------------------------------------------------
 
@@ -419,10 +408,7 @@ void ChannelCore::task_done() {
 
 bool ChannelCore::join(Timeout timeout) {
     const os::Deadline deadline = os::Deadline::after(timeout);
-    for (unsigned i = 0, n = os::spin_budget(); i < n; ++i) {
-        if (h_->unfinished.load() == 0) return true;
-        os::cpu_relax();
-    }
+    if (os::spin_until([&] { return h_->unfinished.load() == 0; }, os::spin_budget_ns())) return true;
     h_->join_waiters.fetch_add(1);
     bool ok = true;
     for (;;) {

@@ -2,7 +2,9 @@
 #include "os/os.hpp"
 
 #include <cerrno>
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -242,11 +244,25 @@ int futex_wake(const std::atomic<std::uint32_t>* word, int n) noexcept {
     return r < 0 ? 0 : static_cast<int>(r);
 }
 
-unsigned spin_budget() noexcept {
-    static const unsigned budget = [] {
-        long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-        return cpus > 1 ? 4000u : 0u;
+std::uint64_t monotonic_ns() noexcept {
+    timespec ts = monotonic_now();
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000u + static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+namespace {
+bool single_cpu() noexcept { return ::sysconf(_SC_NPROCESSORS_ONLN) <= 1; }
+}  // namespace
+
+std::uint64_t spin_budget_ns() noexcept {
+    static const std::uint64_t budget = []() -> std::uint64_t {
+        if (const char* s = std::getenv("MPROC_SPIN_US")) return std::strtoull(s, nullptr, 10) * 1000;
+        return single_cpu() ? std::uint64_t{0} : std::uint64_t{20000};
     }();
+    return budget;
+}
+
+std::uint64_t lock_spin_budget_ns() noexcept {
+    static const std::uint64_t budget = single_cpu() ? 0 : std::min<std::uint64_t>(2000, spin_budget_ns());
     return budget;
 }
 
@@ -289,14 +305,13 @@ LockStatus robust_mutex_trylock(pthread_mutex_t* m) {
 }
 
 LockStatus robust_mutex_lock(pthread_mutex_t* m, const Deadline& deadline) {
-    // Locks here guard a few dozen instructions, so a holder that has not
-    // let go after ~1-2 us of spinning is most likely preempted (several
-    // processes per CPU): sleep then, rather than burn its CPU.
-    static const unsigned lock_spins = spin_budget() / 16;
+    // See lock_spin_budget_ns(). Read-only polls between trylocks: a failed
+    // trylock is a locked bus cycle on the holder's cache line.
     int e = ::pthread_mutex_trylock(m);
-    for (unsigned i = 0; e == EBUSY && i < lock_spins; ++i) {
-        cpu_relax();
-        if ((i & 7) == 7) e = ::pthread_mutex_trylock(m);
+    if (e == EBUSY) {
+        unsigned n = 0;
+        spin_until([&] { return (++n & 7) == 0 && (e = ::pthread_mutex_trylock(m)) != EBUSY; },
+                   lock_spin_budget_ns());
     }
     if (e != EBUSY) return finish_lock(m, e, "pthread_mutex_trylock");
     if (deadline.is_never()) return finish_lock(m, ::pthread_mutex_lock(m), "pthread_mutex_lock");

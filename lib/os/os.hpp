@@ -118,11 +118,33 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-/// How many times a waiter spins before sleeping in the kernel. Waking a
-/// sleeping process costs ~25-45 us on a 2-core VM; a round of spinning with
-/// pause costs ~2-4 us, so a waiter that would be woken soon saves a sleep.
-/// On a single CPU spinning only delays the peer, so this is 0 there.
-unsigned spin_budget() noexcept;
+/// How long a waiter spins before it sleeps in the kernel, in nanoseconds.
+///
+/// Measured on the 2-core development VM: a sleeping process takes ~25-45 us
+/// to wake on the other CPU, and a `pause` costs ~27 ns. Spinning longer
+/// than a sleep-and-wake costs can never pay off (the classic 2-competitive
+/// bound), and on a busy machine it steals the CPU the peer needs: a budget
+/// of 4000 pauses (~110 us) turned a 0.4 us queue ping-pong into 330 us
+/// under load. So waiters spin ~20 us (one wake-up's worth, measured, not
+/// counted in iterations), lock waiters ~2 us (locks guard a few dozen
+/// instructions: a holder that has not let go by then is preempted). One
+/// CPU: no spinning at all. MPROC_SPIN_US overrides the wait budget.
+std::uint64_t spin_budget_ns() noexcept;
+std::uint64_t lock_spin_budget_ns() noexcept;
+std::uint64_t monotonic_ns() noexcept;
+
+/// Spins until ready() or the budget runs out; returns ready()'s last value.
+template <class Ready>
+bool spin_until(Ready&& ready, std::uint64_t budget_ns) {
+    if (ready()) return true;
+    if (budget_ns == 0) return false;
+    const std::uint64_t start = monotonic_ns();
+    for (unsigned i = 1;; ++i) {
+        cpu_relax();
+        if (ready()) return true;
+        if ((i & 31) == 0 && monotonic_ns() - start >= budget_ns) return false;
+    }
+}
 
 // ---- robust process-shared mutex ----------------------------------------
 
@@ -133,7 +155,7 @@ enum class LockStatus { acquired, owner_died, timed_out, would_deadlock };
 /// Recursive mutexes may be re-locked by their owner; the others are
 /// error-checking, so a re-lock reports would_deadlock instead of hanging.
 void robust_mutex_init(pthread_mutex_t* m, bool recursive);
-/// Spins `spin_budget()` rounds on trylock, then blocks until the deadline.
+/// Spins lock_spin_budget_ns() on trylock, then blocks until the deadline.
 /// On owner_died the mutex is held and already made consistent again.
 LockStatus robust_mutex_lock(pthread_mutex_t* m, const Deadline& deadline);
 LockStatus robust_mutex_trylock(pthread_mutex_t* m);

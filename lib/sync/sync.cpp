@@ -88,10 +88,7 @@ namespace {
 template <class Ready>
 bool wait_until(const std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& waiters,
                 Ready ready, const os::Deadline& deadline) {
-    for (unsigned i = 0, n = os::spin_budget(); i < n; ++i) {
-        if (ready()) return true;
-        os::cpu_relax();
-    }
+    if (os::spin_until(ready, os::spin_budget_ns())) return true;
     waiters.fetch_add(1);
     bool ok = true;
     for (;;) {
@@ -408,7 +405,7 @@ unsigned Barrier::wait(Timeout timeout) const {
     }
     auto round_over = [&] { return st_->gen.load() != gen; };
     bool ok = true;
-    for (unsigned i = 0, n = os::spin_budget(); i < n && !round_over(); ++i) os::cpu_relax();
+    os::spin_until(round_over, os::spin_budget_ns());
     while (!round_over()) {
         if (!os::futex_wait(&st_->gen, gen, deadline)) {
             ok = round_over();
