@@ -17,6 +17,7 @@
 namespace mproc_test {
 
 pid_t fork_child(const std::function<void()>& fn) {
+    const pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) {
         std::perror("fork");
@@ -26,6 +27,7 @@ pid_t fork_child(const std::function<void()>& fn) {
         // Die with the test: a failed REQUIRE in the parent must not leave
         // children running (the leak check would flag them, rightly).
         ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(98);  // it died before prctl took effect
         int code = 0;
         try {
             fn();

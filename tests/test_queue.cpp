@@ -199,7 +199,7 @@ TEST_CASE("SimpleQueue: put, get, empty between processes", "[queue][simple]") {
 
 TEST_CASE("Queue chaos: kill -9 of random producers and consumers, 200 times", "[queue][chaos]") {
     constexpr int kProducers = 2, kConsumers = 2, kKills = 200;
-    constexpr std::uint32_t kMaxIds = 2'000'000, kNone = UINT32_MAX;
+    constexpr std::uint32_t kMaxIds = 8'000'000, kNone = UINT32_MAX;
     struct Shared {
         std::uint32_t next_id;                 // ids are unique across every incarnation
         std::uint32_t pending[kProducers];     // id whose put may not have returned
@@ -216,10 +216,15 @@ TEST_CASE("Queue chaos: kill -9 of random producers and consumers, 200 times", "
     Shared& s = sh.value();
     auto ref = [](auto& x) { return std::atomic_ref(x); };
 
+    mproc::Event ids_exhausted_stop;  // producers out of ids park here until the end
     auto producer = [&](int p) {
         while (!ref(s.stop).load()) {
             std::uint32_t id = ref(s.next_id).fetch_add(1);
-            if (id >= kMaxIds) return;
+            if (id >= kMaxIds) {
+                // Stay alive (a role the parent may still kill), idle.
+                ids_exhausted_stop.wait();
+                return;
+            }
             ref(s.pending[p]).store(id);
             q.put(id, kLong);
             ref(published[id]).store(1);
@@ -264,7 +269,9 @@ TEST_CASE("Queue chaos: kill -9 of random producers and consumers, 200 times", "
             sched_yield();
         }
         ::kill(pids[role], SIGKILL);
-        REQUIRE(wait_child(pids[role]) == -SIGKILL);
+        std::optional<int> status = wait_child(pids[role]);
+        INFO("kill " << k << ", role " << role << ": wait status " << (status ? *status : 999));
+        REQUIRE(status == -SIGKILL);
         if (role < kProducers) {
             std::uint32_t id = s.pending[role];
             if (id != kNone) may_be_missing[id] = 1;
@@ -277,6 +284,7 @@ TEST_CASE("Queue chaos: kill -9 of random producers and consumers, 200 times", "
         pids[role] = start(role);
     }
     ref(s.stop).store(1);  // producers stop
+    ids_exhausted_stop.set();
     for (int p = 0; p < kProducers; ++p) REQUIRE(wait_child(pids[p]) == 0);
     // Consumers drain what is left, then stop.
     while (!q.empty()) sched_yield();
