@@ -113,7 +113,7 @@ private:
 template <class T>
 std::pair<Connection<T>, Connection<T>> Pipe(bool duplex = true,
                                              std::size_t capacity = detail::kDefaultRingCapacity) {
-    auto [a, b] = detail::ConnectionBase::make_pipe(duplex, capacity);
+    auto [a, b] = Connection<T>::make_pipe(duplex, capacity);
     return {Connection<T>(std::move(a)), Connection<T>(std::move(b))};
 }
 

@@ -1,7 +1,7 @@
-// How Queue and Connection turn items into bytes and back: trivially
-// copyable items (that are not mproc handles) are their own bytes — one
-// memcpy into the ring, one out; everything else goes through mproc::dumps
-// and mproc::loads (Boost.Serialization).
+// How Queue and Connection turn items into bytes and back: items the
+// serializer would copy as raw bytes (detail::is_bitwise_v) are their own
+// bytes here too, without its 8-byte header — one memcpy into the ring, one
+// out; everything else goes through mproc::dumps and mproc::loads.
 #pragma once
 
 #include <cstddef>
@@ -15,14 +15,11 @@
 
 namespace mproc::detail {
 
+/// Raw bytes exactly when the serializer would take its raw-bytes path
+/// (trivially copyable, no serialize() of its own, not a handle, not bool,
+/// not a pointer or view): the same rule on both sides of every channel.
 template <class T>
-concept HandleType = requires(const T& t, HandleWriter& w, HandleReader& r) {
-    t.mproc_export(w);
-    { T::mproc_import(r) } -> std::same_as<T>;
-};
-
-template <class T>
-inline constexpr bool is_raw_item = std::is_trivially_copyable_v<T> && !HandleType<T>;
+inline constexpr bool is_raw_item = is_bitwise_v<T>;
 
 /// Calls put(bytes) with the item's encoding.
 template <class T, class Put>
