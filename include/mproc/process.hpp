@@ -80,7 +80,18 @@ void set_fork_warning(bool enabled);
 
 namespace detail {
 struct ProcessState;
-}
+
+/// While one is alive on a thread, fork starts from that thread skip the
+/// multi-threaded-fork warning. For mproc's own workers (a Pool's), whose
+/// extra threads are mproc's and hold no lock the worker needs.
+class QuietForkScope {
+public:
+    QuietForkScope() noexcept;
+    ~QuietForkScope();
+    QuietForkScope(const QuietForkScope&) = delete;
+    QuietForkScope& operator=(const QuietForkScope&) = delete;
+};
+}  // namespace detail
 
 /// multiprocessing.Process: runs `target(args...)` in a child process.
 class Process {

@@ -116,6 +116,9 @@ struct PoolCore::Impl {
     Worker start_worker(std::uint32_t index) {
         Worker w;
         w.proc = cfg.factory(tasks, results, slots, index, cfg.maxtasks);
+        // The threads running here are the pool's own (result and watcher),
+        // and a worker needs none of their locks: no warning for this fork.
+        QuietForkScope quiet;
         w.proc.start();
         w.pid = *w.proc.pid();
         w.sentinel = w.proc.sentinel();

@@ -30,6 +30,10 @@
 namespace mproc {
 namespace detail {
 
+thread_local int t_quiet_fork = 0;
+QuietForkScope::QuietForkScope() noexcept { ++t_quiet_fork; }
+QuietForkScope::~QuietForkScope() { --t_quiet_fork; }
+
 std::string type_name(const std::type_info& t) {
     int status = 0;
     char* d = abi::__cxa_demangle(t.name(), nullptr, nullptr, &status);
@@ -142,6 +146,7 @@ bool fork_warning_enabled() {
 }
 
 void maybe_warn_threads() {
+    if (t_quiet_fork > 0) return;
     if (g_fork_warned.load(std::memory_order_relaxed) || !fork_warning_enabled()) return;
     int n = os::thread_count();
     if (n <= 1 || g_fork_warned.exchange(true)) return;
