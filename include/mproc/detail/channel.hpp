@@ -23,6 +23,7 @@
 // holding a handle. Nothing here is a public API.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -119,6 +120,15 @@ private:
     DescriptorPtr link_;
     Wait wait_ = Wait::futex;
     std::uint32_t puts_ = 0;  // socket mode: how often to look for a dead peer
+    // How long this end spins before sleeping, adapted to how often spinning
+    // paid off (process-local; shared by copies of the handle here). A hint
+    // only: threads racing on it at worst spin a little more or less.
+    struct SpinState {
+        SpinState() noexcept;
+        std::atomic<std::uint32_t> data_ns;
+        std::atomic<std::uint32_t> space_ns;
+    };
+    std::shared_ptr<SpinState> spin_;
 };
 
 }  // namespace mproc::detail
