@@ -23,9 +23,14 @@ std::string unique_name(const char* what) {
     return std::string("mproc-test-") + what + "-" + std::to_string(::getpid());
 }
 
+// /dev/shm entries, less the ones other tests of this suite make and remove
+// while this one runs (ctest runs tests in parallel).
 std::set<std::string> shm_entries() {
     std::set<std::string> s;
-    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) s.insert(e.path().filename());
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+        std::string name = e.path().filename();
+        if (name.rfind("mproc-test-", 0) != 0) s.insert(name);
+    }
     return s;
 }
 
@@ -42,6 +47,11 @@ TEST_CASE("anonymous SharedMemory is shared with a forked child and never named"
     REQUIRE(wait_child(pid) == 0);
     REQUIRE(std::string(reinterpret_cast<const char*>(shm.data() + 4096)) == "from child");
     REQUIRE(shm_entries() == before);
+    // And exactly: the segment is a memfd, a file with no name anywhere.
+    mproc::detail::HandleWriter w;
+    shm.mproc_export(w);
+    auto target = std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(w.refs.at(0).fd));
+    REQUIRE(target.string().rfind("/memfd:", 0) == 0);
     REQUIRE_THROWS_AS(shm.unlink(), mproc::ValueError);
 }
 
