@@ -82,10 +82,7 @@ public:
     /// Sends one item. EOFError if the other end is closed and the ring is
     /// full; TimeoutError if the timeout passes while the ring is full.
     void send(const T& item, Timeout timeout = std::nullopt) const {
-        detail::with_encoded(item, [&](std::span<const std::byte> b) {
-            if (!out().put(b, timeout)) throw TimeoutError("Connection::send(): timed out");
-            return 0;
-        });
+        if (!detail::put_item(out(), item, timeout)) throw TimeoutError("Connection::send(): timed out");
     }
     /// Receives one item. EOFError once the other end is closed and nothing
     /// is left; TimeoutError if the timeout passes first; SerializationError

@@ -58,9 +58,7 @@ public:
     void put_nowait(const T& item) const { put(item, Duration(0)); }
     /// false instead of Full.
     bool try_put(const T& item, Timeout timeout = Duration(0)) const {
-        return detail::with_encoded(item, [&](std::span<const std::byte> b) {
-            return core().put(b, timeout);
-        });
+        return detail::put_item(core(), item, timeout);
     }
 
     /// Empty if the timeout passes while the queue is empty.

@@ -256,6 +256,37 @@ bool ChannelCore::put(std::span<const std::byte> item, Timeout timeout) {
     return write_record(kInline, item, &deadline, zero(timeout), -1);
 }
 
+ChannelCore::InPlace ChannelCore::put_in_place(Encoder encode, const void* item, Timeout timeout) {
+    if (wait_ == Wait::socket && (++puts_ & 255) == 0 && os::peer_closed(link_->fd()))
+        throw EOFError("Connection: the other end is closed");
+    const os::Deadline deadline = os::Deadline::after(timeout);
+    if (!lock_side(&h_->wlock, deadline, zero(timeout))) return InPlace::timed_out;
+    LockGuard g{&h_->wlock};
+    const std::size_t cap = h_->capacity;
+    const std::uint64_t w = h_->wstate.load(std::memory_order_relaxed);
+    const std::uint64_t r = h_->rstate.load(std::memory_order_acquire);
+    h_->cached_rstate.store(r, std::memory_order_relaxed);
+    const std::size_t idx = pos_of(w) & (cap - 1);
+    // Contiguous free bytes from the write position, within the inline limit.
+    const std::size_t room =
+        std::min({cap - (pos_of(w) - pos_of(r)), cap - idx, cap / 4}) & ~std::size_t{7};
+    if ((h_->maxsize != 0 && count_of(w) - count_of(r) >= h_->maxsize) ||
+        room <= sizeof(RecordHeader))
+        return InPlace::no_room;
+    bool fits = true;
+    const std::size_t n = encode(item, {data_ + idx + sizeof(RecordHeader), room - sizeof(RecordHeader)}, fits);
+    if (!fits) return InPlace::no_room;
+    RecordHeader hdr{static_cast<std::uint32_t>(n), kInline};
+    std::memcpy(data_ + idx, &hdr, sizeof hdr);
+    if (h_->joinable) h_->unfinished.fetch_add(1);
+    h_->wstate.store(make_state(count_of(w) + 1,
+                                pos_of(w) + static_cast<std::uint32_t>(sizeof hdr + round8(n))));
+    g.m = nullptr;
+    os::robust_mutex_unlock(&h_->wlock);
+    wake_readers();
+    return InPlace::done;
+}
+
 bool ChannelCore::put_spilled(std::span<const std::byte> item, const void* deadline) {
     // The item's own memfd, filled before any lock is taken.
     os::Fd fd = os::memfd("mproc-item", item.size());

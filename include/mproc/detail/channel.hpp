@@ -73,6 +73,15 @@ public:
     /// Appends one item. False if the timeout passed first (queue full).
     /// EOFError (socket mode) if the peer has closed its end.
     bool put(std::span<const std::byte> item, Timeout timeout);
+    /// Writes into `into` and returns how many bytes it wrote, or sets
+    /// `fits` false if `into` was too small (what it wrote is then ignored).
+    using Encoder = std::size_t (*)(const void* item, std::span<std::byte> into, bool& fits);
+    enum class InPlace { done, timed_out, no_room };
+    /// put() without an intermediate buffer: the encoder writes the item
+    /// straight into the ring's free space, under the writer lock. no_room
+    /// (nothing written, nothing waited for) when the ring has no contiguous
+    /// room for it right now or the queue is at maxsize: then put() the bytes.
+    InPlace put_in_place(Encoder encode, const void* item, Timeout timeout);
     /// Reserves the next item. False on timeout. EOFError (socket mode) once
     /// the peer has closed its end and nothing is left.
     bool begin_get(ReadReservation& r, Timeout timeout);

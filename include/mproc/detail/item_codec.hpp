@@ -4,12 +4,14 @@
 // out; everything else goes through mproc::dumps and mproc::loads.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <span>
 #include <type_traits>
 #include <vector>
 
+#include "mproc/detail/channel.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/serialization.hpp"
 
@@ -21,14 +23,37 @@ namespace mproc::detail {
 template <class T>
 inline constexpr bool is_raw_item = is_bitwise_v<T>;
 
-/// Calls put(bytes) with the item's encoding.
-template <class T, class Put>
-decltype(auto) with_encoded(const T& item, Put&& put) {
+/// Puts one item on a channel; false on timeout. Raw items are one memcpy.
+/// Others are serialized straight into the ring (copy once, no allocation);
+/// only when the ring has no contiguous room for them right now (nearly
+/// full, at its wrap point, or an item too large for it) are they encoded
+/// into a buffer first and put() the usual way, which waits or spills.
+template <class T>
+bool put_item(ChannelCore& core, const T& item, Timeout timeout) {
     if constexpr (is_raw_item<T>) {
-        return put(std::as_bytes(std::span<const T, 1>(&item, 1)));
+        return core.put(std::as_bytes(std::span<const T, 1>(&item, 1)), timeout);
     } else {
+        const auto start = std::chrono::steady_clock::now();
+        auto encode = [](const void* p, std::span<std::byte> into, bool& fits) -> std::size_t {
+            SpanOutBuf out(into);
+            dump_to(out, *static_cast<const T*>(p));
+            fits = out.fits();
+            return out.written();
+        };
+        switch (core.put_in_place(encode, &item, timeout)) {
+            case ChannelCore::InPlace::done:
+                return true;
+            case ChannelCore::InPlace::timed_out:
+                return false;
+            case ChannelCore::InPlace::no_room:
+                break;
+        }
+        if (timeout) {
+            timeout = *timeout - std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - start);
+            if (timeout->count() < 0) timeout = Duration(0);
+        }
         std::vector<std::byte> bytes = mproc::dumps(item);
-        return put(std::span<const std::byte>(bytes));
+        return core.put(std::span<const std::byte>(bytes), timeout);
     }
 }
 
