@@ -39,6 +39,11 @@ struct AuthenticationError : Error { using Error::Error; };
 /// Using a closed object, releasing an unheld lock, over-releasing a bounded
 /// semaphore: what Python reports as ValueError.
 struct ValueError : Error { using Error::Error; };
+/// A missing key in a manager dict or Namespace (Python's KeyError /
+/// AttributeError).
+struct KeyError : Error { using Error::Error; };
+/// A list index out of range, or pop from an empty list (IndexError).
+struct IndexError : Error { using Error::Error; };
 /// threading.BrokenBarrierError: the barrier was aborted, reset while
 /// waiting, or a wait timed out.
 struct BrokenBarrierError : Error { using Error::Error; };

@@ -12,3 +12,4 @@
 #include "mproc/sync.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/futures.hpp"
+#include "mproc/manager.hpp"

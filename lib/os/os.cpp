@@ -97,6 +97,13 @@ std::size_t fd_size(int fd) {
     return static_cast<std::size_t>(st.st_size);
 }
 
+int allocate(int fd, std::uint64_t offset, std::uint64_t len) noexcept {
+    for (;;) {
+        if (::fallocate(fd, 0, static_cast<off_t>(offset), static_cast<off_t>(len)) == 0) return 0;
+        if (errno != EINTR) return errno;
+    }
+}
+
 void truncate(int fd, std::size_t size, std::string_view what) {
     int r;
     do r = ::ftruncate(fd, static_cast<off_t>(size));

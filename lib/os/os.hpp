@@ -57,6 +57,10 @@ void unmap(void* addr, std::size_t size) noexcept;
 /// st_size of an open fd.
 std::size_t fd_size(int fd);
 void truncate(int fd, std::size_t size, std::string_view what);
+/// fallocate(fd, 0, offset, len): backs a range of a (sparse) file with
+/// memory now, so touching it later cannot SIGBUS. Returns 0 or the errno
+/// (ENOSPC, ENOMEM, ...) instead of throwing: running out is expected.
+int allocate(int fd, std::uint64_t offset, std::uint64_t len) noexcept;
 void msync(void* addr, std::size_t size, std::string_view what);
 
 /// Named POSIX shared memory (`/dev/shm/<name>`), mode 0600. `name` is given

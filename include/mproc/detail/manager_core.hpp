@@ -1,0 +1,216 @@
+// mproc::detail — the type-erased core of manager containers.
+//
+// A Manager owns one shared heap (lib/manager/heap.cpp): a memfd mapped
+// whole, reserved large and backed on demand, with a lock-free allocator.
+// Every container is an object in it: a robust mutex and one word naming
+// its current table. Keys and values are stored as their encoded bytes
+// (ItemCodec below). SharedObject does the container operations on bytes;
+// the typed proxies in <mproc/manager.hpp> encode and decode around it.
+//
+// Crash safety: every change a process makes becomes visible through a
+// single aligned 64-bit store (a slot, a table word, a length), made after
+// everything it points to is written. A process killed at any instruction
+// can therefore leave only (a) blocks it allocated and never published —
+// lost to the heap, not corrupting it — and (b) stale counters, which the
+// next locker recomputes when the robust mutex reports the owner's death.
+//
+// Thread safety: SharedObject is a handle; its operations may be called
+// from any thread and process at once. They block only on the object's
+// lock, held for the few memory accesses of one operation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mproc/detail/segment.hpp"
+#include "mproc/detail/serialize_buffers.hpp"
+
+namespace mproc::detail {
+
+using Bytes = std::span<const std::byte>;
+
+/// A callback that sees bytes in shared memory, under the object's lock.
+class BytesSink {
+public:
+    template <class F>
+    explicit BytesSink(F& f) noexcept
+        : ctx_(&f), call_([](void* c, Bytes b) { (*static_cast<F*>(c))(b); }) {}
+    void operator()(Bytes b) const { call_(ctx_, b); }
+
+private:
+    void* ctx_;
+    void (*call_)(void*, Bytes);
+};
+
+/// A callback that sees a key and a value under the object's lock.
+class PairSink {
+public:
+    template <class F>
+    explicit PairSink(F& f) noexcept
+        : ctx_(&f), call_([](void* c, Bytes k, Bytes v) { (*static_cast<F*>(c))(k, v); }) {}
+    void operator()(Bytes k, Bytes v) const { call_(ctx_, k, v); }
+
+private:
+    void* ctx_;
+    void (*call_)(void*, Bytes, Bytes);
+};
+
+/// Read-modify-write under the object's lock: gets the current value's
+/// bytes (nullptr if absent) and returns the new value's bytes, which must
+/// stay valid until the call returns.
+class Rewriter {
+public:
+    template <class F>
+    explicit Rewriter(F& f) noexcept
+        : ctx_(&f), call_([](void* c, const Bytes* old) { return (*static_cast<F*>(c))(old); }) {}
+    Bytes operator()(const Bytes* old) const { return call_(ctx_, old); }
+
+private:
+    void* ctx_;
+    Bytes (*call_)(void*, const Bytes*);
+};
+
+/// An OutBuf writing into a per-thread scratch vector, leased for the
+/// OutBuf's lifetime and returned (not freed) after: encoding is
+/// allocation-free once a thread has warmed up, and nested operations (a
+/// modify() whose function touches another container) get their own.
+class ScratchOutBuf final : public OutBuf {
+public:
+    ScratchOutBuf() {
+        auto& pool = free_buffers();
+        if (!pool.empty()) {
+            buf_ = std::move(pool.back());
+            pool.pop_back();
+        }
+        if (buf_.size() < 256) buf_.resize(256);
+        auto* b = reinterpret_cast<char*>(buf_.data());
+        set_area(b, b + buf_.size());
+    }
+    ~ScratchOutBuf() override {
+        auto& pool = free_buffers();
+        if (pool.size() < 8 && buf_.size() <= (std::size_t{1} << 20)) pool.push_back(std::move(buf_));
+    }
+    Bytes bytes() const noexcept { return Bytes(buf_.data(), written()); }
+
+protected:
+    void need(std::size_t n) override {
+        const std::size_t used = written();
+        std::size_t cap = buf_.size() * 2;
+        if (cap - used < n) cap = used + n;
+        buf_.resize(cap);
+        auto* b = reinterpret_cast<char*>(buf_.data());
+        setp(b + used, b + cap);
+        rebase(used);
+    }
+
+private:
+    static std::vector<std::vector<std::byte>>& free_buffers() {
+        thread_local std::vector<std::vector<std::byte>> pool;
+        return pool;
+    }
+    std::vector<std::byte> buf_;
+};
+
+enum class ObjectKind : std::uint32_t { dict = 1, list = 2, value = 3 };
+
+/// The manager's heap: creates objects, reports usage, and is shut down.
+class SharedHeap {
+public:
+    /// A new heap reserving `max_bytes` of address space (backed lazily).
+    static SharedHeap create(std::size_t max_bytes);
+    SharedHeap() = default;
+
+    const SegmentPtr& segment() const noexcept { return seg_; }
+    explicit operator bool() const noexcept { return static_cast<bool>(seg_); }
+    /// Bytes handed out and not yet freed (blocks, headers included).
+    std::size_t used_bytes() const;
+    /// Bytes backed by memory (the heap's high-water mark).
+    std::size_t committed_bytes() const;
+    std::size_t max_bytes() const;
+    /// Marks the heap shut down: every proxy operation then throws
+    /// ValueError, in every process.
+    void shut_down() const;
+    bool is_shut_down() const;
+
+private:
+    explicit SharedHeap(SegmentPtr seg) : seg_(std::move(seg)) {}
+    SegmentPtr seg_;
+};
+
+/// One container in a SharedHeap.
+class SharedObject {
+public:
+    SharedObject() = default;
+    /// A new, empty object. `type_tag` identifies the proxy's template
+    /// arguments; a handle imported as another type is refused.
+    static SharedObject create(const SharedHeap& heap, ObjectKind kind, std::uint64_t type_tag);
+
+    void mproc_export(HandleWriter& w) const;
+    static SharedObject import(HandleReader& r, ObjectKind kind, std::uint64_t type_tag);
+
+    // ---- dict (also Namespace) ----
+    /// Inserts or replaces.
+    void dict_set(Bytes key, Bytes value) const;
+    /// Calls `sink` with the value under the lock; false if absent.
+    bool dict_get(Bytes key, BytesSink sink) const;
+    bool dict_contains(Bytes key) const;
+    /// Removes the key; if `sink`, it sees the value first. False if absent.
+    bool dict_erase(Bytes key, const BytesSink* sink = nullptr) const;
+    /// Inserts only if absent; true if it inserted.
+    bool dict_insert(Bytes key, Bytes value) const;
+    /// Replaces the value with rewrite(old) atomically; absent keys get
+    /// rewrite(nullptr).
+    void dict_rewrite(Bytes key, Rewriter rewrite) const;
+    /// Every entry, under one lock hold, in table order.
+    void dict_items(PairSink sink) const;
+    /// Inserts or replaces every pair under one lock hold.
+    void dict_set_many(std::span<const Bytes> keys, std::span<const Bytes> values) const;
+
+    // ---- list ----
+    void list_append(Bytes value) const;
+    /// Appends all, atomically: other processes see none or all of them.
+    void list_extend(std::span<const Bytes> values) const;
+    /// Python indexing: negative counts from the end. IndexError if out of
+    /// range.
+    void list_at(std::int64_t index, BytesSink sink) const;
+    void list_set(std::int64_t index, Bytes value) const;
+    void list_insert(std::int64_t index, Bytes value) const;
+    /// Removes item `index` after `sink` has seen it.
+    void list_pop(std::int64_t index, BytesSink sink) const;
+    void list_rewrite(std::int64_t index, Rewriter rewrite) const;
+    void list_items(BytesSink sink) const;
+
+    // ---- value ----
+    void value_set(Bytes value) const;
+    void value_get(BytesSink sink) const;
+    void value_rewrite(Rewriter rewrite) const;
+
+    // ---- any ----
+    /// Entries in a dict or list (1 for a value).
+    std::size_t size() const;
+    void clear() const;
+
+    const SegmentPtr& segment() const noexcept { return seg_; }
+
+private:
+    SharedObject(SegmentPtr seg, std::uint64_t off) : seg_(std::move(seg)), off_(off) {}
+    SegmentPtr seg_;
+    std::uint64_t off_ = 0;
+};
+
+/// getpid(), cached (the os layer's).
+long current_pid() noexcept;
+
+/// FNV-1a over a type's name: the tag proxies are created and imported with.
+template <class... T>
+constexpr std::uint64_t proxy_type_tag() {
+    std::string_view s = __PRETTY_FUNCTION__;
+    std::uint64_t h = 0xcbf29ce484222325ull;
+    for (char c : s) h = (h ^ static_cast<unsigned char>(c)) * 0x100000001b3ull;
+    return h;
+}
+
+}  // namespace mproc::detail

@@ -1,0 +1,534 @@
+// mproc::Manager — multiprocessing.Manager(): containers shared by processes.
+//
+//   mproc::Manager mgr;
+//   auto counts = mgr.dict<std::string, int>();
+//   auto log    = mgr.list<std::string>();
+//   auto ns     = mgr.Namespace();
+//   mproc::Process p([](auto counts, auto log) {
+//       counts.modify("apples", [](int& n) { n += 1; });   // atomic
+//       log.append("counted");
+//   }, counts, log);
+//
+// Python's Manager runs a server process and every proxy call is a round
+// trip to it. Here the containers live in shared memory that every process
+// maps, so an operation is a lock plus a few memory accesses: no server, no
+// round trip, no process to start. Keys and values may be any serializable
+// type (<mproc/serialization.hpp>); they are stored encoded (trivially
+// copyable ones as their raw bytes), and dict keys compare by those bytes —
+// give a struct key no padding, and note that 0.0 and -0.0 are two keys.
+//
+// The manager's heap is one anonymous memfd (never a /dev/shm name),
+// reserved at ManagerOptions::max_bytes of address space and backed with
+// memory only as containers grow; a heap that cannot grow throws
+// mproc::Error. It is freed when the manager, its proxies, and every
+// process holding them are gone. Containers live as long as the manager
+// (clear() gives a container's entries back).
+//
+// Proxies (DictProxy, ListProxy, ValueProxy, NamespaceProxy) are handles:
+// cheap to copy, a copy refers to the same container; pass them to Process
+// targets (fork or spawn) and to a Pool's initargs, or to pool tasks of a
+// fork-started Pool created after the Manager. Queue(), Lock(), Event() and
+// the other sync factories return the ordinary mproc objects, which are
+// handles already.
+//
+// Atomicity and crashes: each operation takes its container's robust lock,
+// so each is atomic with respect to every other operation on that
+// container, in any thread or process; modify() makes read-modify-write
+// atomic. A process killed at any instruction, even inside an operation,
+// leaves the container whole and unlocked (it may lose the heap block it
+// was writing). See detail/manager_core.hpp.
+//
+// Blocking: operations block only while another holds the container's lock
+// (a few memory accesses, or the length of a modify() function). After
+// shutdown() every operation throws mproc::ValueError, in every process.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mproc/detail/item_codec.hpp"
+#include "mproc/detail/manager_core.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/queue.hpp"
+#include "mproc/serialization.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/sync.hpp"
+
+namespace mproc {
+
+namespace detail {
+
+/// The bytes a container stores for `v`: raw items are their own bytes
+/// (no copy), others are encoded into `out`.
+template <class T>
+Bytes encode_stored(ScratchOutBuf& out, const T& v) {
+    if constexpr (is_raw_item<T>) {
+        return std::as_bytes(std::span<const T, 1>(&v, 1));
+    } else {
+        dump_to(out, v);
+        return out.bytes();
+    }
+}
+
+template <class T>
+void check_storable() {
+    static_assert(is_serializable_v<T>, "manager containers hold serializable types only");
+    static_assert(!exports_handle<T>,
+                  "manager containers cannot hold mproc handles (Queue, Lock, proxies): a container "
+                  "outlives the processes that would hold the handle's memory");
+}
+
+}  // namespace detail
+
+/// A dict in a Manager: DictProxy<K, V> from Manager::dict<K, V>().
+template <class K, class V>
+class DictProxy {
+public:
+    DictProxy() = default;
+
+    /// d[key] = value.
+    void set(const K& key, const V& value) const {
+        detail::ScratchOutBuf kb, vb;
+        obj_.dict_set(detail::encode_stored(kb, key), detail::encode_stored(vb, value));
+    }
+    /// d.get(key): the value, or nullopt.
+    std::optional<V> get(const K& key) const {
+        std::optional<V> out;
+        auto sink = [&](detail::Bytes b) { out = detail::decode_item<V>(b); };
+        detail::ScratchOutBuf kb;
+        obj_.dict_get(detail::encode_stored(kb, key), detail::BytesSink(sink));
+        return out;
+    }
+    /// d.get(key, default).
+    V get(const K& key, const V& fallback) const {
+        std::optional<V> v = get(key);
+        return v ? std::move(*v) : fallback;
+    }
+    /// d[key]: the value, or KeyError.
+    V at(const K& key) const {
+        std::optional<V> v = get(key);
+        if (!v) throw KeyError("mproc dict: no such key");
+        return std::move(*v);
+    }
+    bool contains(const K& key) const {
+        detail::ScratchOutBuf kb;
+        return obj_.dict_contains(detail::encode_stored(kb, key));
+    }
+    /// del d[key]; false if it was absent (Python would raise KeyError).
+    bool erase(const K& key) const {
+        detail::ScratchOutBuf kb;
+        return obj_.dict_erase(detail::encode_stored(kb, key));
+    }
+    /// d.pop(key): removes and returns the value, or nullopt.
+    std::optional<V> pop(const K& key) const {
+        std::optional<V> out;
+        auto f = [&](detail::Bytes b) { out = detail::decode_item<V>(b); };
+        detail::BytesSink sink(f);
+        detail::ScratchOutBuf kb;
+        obj_.dict_erase(detail::encode_stored(kb, key), &sink);
+        return out;
+    }
+    /// d.setdefault(key, value): the value now stored for key.
+    V setdefault(const K& key, const V& value) const {
+        return modify(key, [](V&) {}, value);
+    }
+    /// Atomically: v = d.get(key, init); fn(v); d[key] = v; returns v.
+    /// `fn` runs under the dict's lock: keep it short, and do not touch
+    /// this dict from it. If it throws, the dict is unchanged.
+    template <class F>
+    V modify(const K& key, F&& fn, const V& init = V{}) const {
+        V result;
+        detail::ScratchOutBuf kb;
+        const detail::Bytes kbytes = detail::encode_stored(kb, key);
+        std::optional<detail::ScratchOutBuf> vb;
+        auto rw = [&](const detail::Bytes* old) -> detail::Bytes {
+            result = old ? detail::decode_item<V>(*old) : init;
+            fn(result);
+            return detail::encode_stored(vb.emplace(), result);
+        };
+        obj_.dict_rewrite(kbytes, detail::Rewriter(rw));
+        return result;
+    }
+    /// d.update(pairs): any range of pair-likes (std::map, vector<pair>),
+    /// applied under one lock hold.
+    template <class Range>
+    void update(const Range& pairs) const {
+        std::vector<detail::ScratchOutBuf> bufs(2 * std::size(pairs));
+        std::vector<detail::Bytes> ks, vs;
+        std::size_t i = 0;
+        for (const auto& [k, v] : pairs) {
+            ks.push_back(detail::encode_stored(bufs[i++], static_cast<const K&>(k)));
+            vs.push_back(detail::encode_stored(bufs[i++], static_cast<const V&>(v)));
+        }
+        obj_.dict_set_many(ks, vs);
+    }
+    void update(std::initializer_list<std::pair<K, V>> pairs) const {
+        update<std::initializer_list<std::pair<K, V>>>(pairs);
+    }
+
+    std::vector<K> keys() const {
+        std::vector<K> out;
+        auto f = [&](detail::Bytes k, detail::Bytes) { out.push_back(detail::decode_item<K>(k)); };
+        obj_.dict_items(detail::PairSink(f));
+        return out;
+    }
+    std::vector<V> values() const {
+        std::vector<V> out;
+        auto f = [&](detail::Bytes, detail::Bytes v) { out.push_back(detail::decode_item<V>(v)); };
+        obj_.dict_items(detail::PairSink(f));
+        return out;
+    }
+    /// A consistent snapshot of every (key, value), in no particular order.
+    std::vector<std::pair<K, V>> items() const {
+        std::vector<std::pair<K, V>> out;
+        auto f = [&](detail::Bytes k, detail::Bytes v) {
+            out.emplace_back(detail::decode_item<K>(k), detail::decode_item<V>(v));
+        };
+        obj_.dict_items(detail::PairSink(f));
+        return out;
+    }
+    std::size_t size() const { return obj_.size(); }
+    bool empty() const { return size() == 0; }
+    void clear() const { obj_.clear(); }
+
+    /// d[key] as an expression: read it (KeyError if absent), assign it, or
+    /// `d[key] += x` (atomic; an absent key starts from V{}, as std::map).
+    class Item {
+    public:
+        operator V() const { return d_.at(key_); }
+        Item& operator=(const V& v) { d_.set(key_, v); return *this; }
+        template <class U>
+        Item& operator+=(const U& x) { d_.modify(key_, [&](V& v) { v += x; }); return *this; }
+        template <class U>
+        Item& operator-=(const U& x) { d_.modify(key_, [&](V& v) { v -= x; }); return *this; }
+
+    private:
+        friend class DictProxy;
+        Item(const DictProxy& d, const K& key) : d_(d), key_(key) {}
+        const DictProxy& d_;
+        K key_;
+    };
+    Item operator[](const K& key) const { return Item(*this, key); }
+
+    void mproc_export(detail::HandleWriter& w) const { obj_.mproc_export(w); }
+    static DictProxy mproc_import(detail::HandleReader& r) {
+        return DictProxy(detail::SharedObject::import(r, detail::ObjectKind::dict, tag()));
+    }
+
+private:
+    friend class Manager;
+    static constexpr std::uint64_t tag() { return detail::proxy_type_tag<K, V>(); }
+    explicit DictProxy(detail::SharedObject obj) : obj_(std::move(obj)) {
+        detail::check_storable<K>();
+        detail::check_storable<V>();
+    }
+    detail::SharedObject obj_;
+};
+
+/// A list in a Manager: ListProxy<T> from Manager::list<T>().
+template <class T>
+class ListProxy {
+public:
+    ListProxy() = default;
+
+    void append(const T& v) const {
+        detail::ScratchOutBuf b;
+        obj_.list_append(detail::encode_stored(b, v));
+    }
+    /// Appends every element of `range`; other processes see all or none.
+    template <class Range>
+    void extend(const Range& range) const {
+        std::vector<detail::ScratchOutBuf> bufs(std::size(range));
+        std::vector<detail::Bytes> vs;
+        std::size_t i = 0;
+        for (const auto& v : range) vs.push_back(detail::encode_stored(bufs[i++], static_cast<const T&>(v)));
+        obj_.list_extend(vs);
+    }
+    void extend(std::initializer_list<T> values) const { extend<std::initializer_list<T>>(values); }
+    /// l[i]; negative i counts from the end. IndexError if out of range.
+    T at(std::int64_t i) const {
+        std::optional<T> out;
+        auto f = [&](detail::Bytes b) { out = detail::decode_item<T>(b); };
+        obj_.list_at(i, detail::BytesSink(f));
+        return std::move(*out);
+    }
+    T operator[](std::int64_t i) const { return at(i); }
+    /// l[i] = v.
+    void set(std::int64_t i, const T& v) const {
+        detail::ScratchOutBuf b;
+        obj_.list_set(i, detail::encode_stored(b, v));
+    }
+    /// l.insert(i, v): before index i (clamped, as Python does).
+    void insert(std::int64_t i, const T& v) const {
+        detail::ScratchOutBuf b;
+        obj_.list_insert(i, detail::encode_stored(b, v));
+    }
+    /// l.pop(i): removes and returns item i (the last by default).
+    T pop(std::int64_t i = -1) const {
+        std::optional<T> out;
+        auto f = [&](detail::Bytes b) { out = detail::decode_item<T>(b); };
+        obj_.list_pop(i, detail::BytesSink(f));
+        return std::move(*out);
+    }
+    /// Atomically applies fn to item i; returns the new value.
+    template <class F>
+    T modify(std::int64_t i, F&& fn) const {
+        T result;
+        std::optional<detail::ScratchOutBuf> vb;
+        auto rw = [&](const detail::Bytes* old) -> detail::Bytes {
+            result = detail::decode_item<T>(*old);
+            fn(result);
+            return detail::encode_stored(vb.emplace(), result);
+        };
+        obj_.list_rewrite(i, detail::Rewriter(rw));
+        return result;
+    }
+    std::size_t size() const { return obj_.size(); }
+    bool empty() const { return size() == 0; }
+    void clear() const { obj_.clear(); }
+    /// list(l): a consistent copy of every item.
+    std::vector<T> snapshot() const {
+        std::vector<T> out;
+        auto f = [&](detail::Bytes b) { out.push_back(detail::decode_item<T>(b)); };
+        obj_.list_items(detail::BytesSink(f));
+        return out;
+    }
+
+    void mproc_export(detail::HandleWriter& w) const { obj_.mproc_export(w); }
+    static ListProxy mproc_import(detail::HandleReader& r) {
+        return ListProxy(detail::SharedObject::import(r, detail::ObjectKind::list, tag()));
+    }
+
+private:
+    friend class Manager;
+    static constexpr std::uint64_t tag() { return detail::proxy_type_tag<ListProxy>(); }
+    explicit ListProxy(detail::SharedObject obj) : obj_(std::move(obj)) { detail::check_storable<T>(); }
+    detail::SharedObject obj_;
+};
+
+/// A single value in a Manager: Manager::Value<T>(init) (Python's
+/// manager.Value; `.value` is get() / set()).
+template <class T>
+class ValueProxy {
+public:
+    ValueProxy() = default;
+    T get() const {
+        std::optional<T> out;
+        auto f = [&](detail::Bytes b) { out = detail::decode_item<T>(b); };
+        obj_.value_get(detail::BytesSink(f));
+        return std::move(*out);
+    }
+    void set(const T& v) const {
+        detail::ScratchOutBuf b;
+        obj_.value_set(detail::encode_stored(b, v));
+    }
+    /// Atomically applies fn to the value; returns the new value.
+    template <class F>
+    T modify(F&& fn) const {
+        T result;
+        std::optional<detail::ScratchOutBuf> vb;
+        auto rw = [&](const detail::Bytes* old) -> detail::Bytes {
+            result = old ? detail::decode_item<T>(*old) : T{};
+            fn(result);
+            return detail::encode_stored(vb.emplace(), result);
+        };
+        obj_.value_rewrite(detail::Rewriter(rw));
+        return result;
+    }
+
+    void mproc_export(detail::HandleWriter& w) const { obj_.mproc_export(w); }
+    static ValueProxy mproc_import(detail::HandleReader& r) {
+        return ValueProxy(detail::SharedObject::import(r, detail::ObjectKind::value, tag()));
+    }
+
+private:
+    friend class Manager;
+    static constexpr std::uint64_t tag() { return detail::proxy_type_tag<ValueProxy>(); }
+    explicit ValueProxy(detail::SharedObject obj) : obj_(std::move(obj)) { detail::check_storable<T>(); }
+    detail::SharedObject obj_;
+};
+
+/// Python's manager.Namespace(): named attributes of any serializable
+/// types. get<T> of an attribute stored as another type is a
+/// SerializationError; of a missing one, KeyError.
+class NamespaceProxy {
+public:
+    NamespaceProxy() = default;
+
+    template <class T>
+    void set(const std::string& name, const T& value) const {
+        detail::check_storable<T>();
+        detail::ScratchOutBuf kb, vb;
+        const std::uint64_t tag = detail::proxy_type_tag<T>();
+        vb.write(&tag, sizeof tag);
+        if constexpr (detail::is_raw_item<T>) vb.write(&value, sizeof(T));
+        else detail::dump_to(vb, value);
+        obj_.dict_set(detail::encode_stored(kb, name), vb.bytes());
+    }
+    template <class T>
+    T get(const std::string& name) const {
+        std::optional<T> v = find<T>(name);
+        if (!v) throw KeyError("mproc Namespace has no attribute '" + name + "'");
+        return std::move(*v);
+    }
+    template <class T>
+    T get(const std::string& name, const T& fallback) const {
+        std::optional<T> v = find<T>(name);
+        return v ? std::move(*v) : fallback;
+    }
+    bool has(const std::string& name) const {
+        detail::ScratchOutBuf kb;
+        return obj_.dict_contains(detail::encode_stored(kb, name));
+    }
+    /// del ns.name; false if there was none.
+    bool erase(const std::string& name) const {
+        detail::ScratchOutBuf kb;
+        return obj_.dict_erase(detail::encode_stored(kb, name));
+    }
+    std::vector<std::string> names() const {
+        std::vector<std::string> out;
+        auto f = [&](detail::Bytes k, detail::Bytes) { out.push_back(detail::decode_item<std::string>(k)); };
+        obj_.dict_items(detail::PairSink(f));
+        return out;
+    }
+
+    void mproc_export(detail::HandleWriter& w) const { obj_.mproc_export(w); }
+    static NamespaceProxy mproc_import(detail::HandleReader& r) {
+        return NamespaceProxy(detail::SharedObject::import(r, detail::ObjectKind::dict, tag()));
+    }
+
+private:
+    friend class Manager;
+    static constexpr std::uint64_t tag() { return detail::proxy_type_tag<NamespaceProxy>(); }
+    explicit NamespaceProxy(detail::SharedObject obj) : obj_(std::move(obj)) {}
+
+    template <class T>
+    std::optional<T> find(const std::string& name) const {
+        std::optional<T> out;
+        auto f = [&](detail::Bytes b) {
+            std::uint64_t tag = 0;
+            if (b.size() >= sizeof tag) std::memcpy(&tag, b.data(), sizeof tag);
+            if (b.size() < sizeof tag || tag != detail::proxy_type_tag<T>())
+                throw SerializationError("mproc Namespace attribute '" + name +
+                                         "' holds another type than get<" + std::string(detail::type_name<T>()) +
+                                         "> asked for");
+            out = detail::decode_item<T>(b.subspan(sizeof tag));
+        };
+        detail::ScratchOutBuf kb;
+        obj_.dict_get(detail::encode_stored(kb, name), detail::BytesSink(f));
+        return out;
+    }
+    detail::SharedObject obj_;
+};
+
+struct ManagerOptions {
+    /// Address space the manager's heap may grow to. Only what containers
+    /// use is backed by memory; past this, operations throw mproc::Error.
+    std::size_t max_bytes = std::size_t{32} << 30;
+};
+
+/// multiprocessing.Manager(). Not copyable; movable.
+class Manager {
+public:
+    Manager() : Manager(ManagerOptions{}) {}
+    explicit Manager(ManagerOptions opts)
+        : heap_(detail::SharedHeap::create(opts.max_bytes)), owner_(detail::current_pid()) {}
+    /// Shuts the manager down if this process created it (a forked child's
+    /// copy going out of scope leaves the parent's containers alone).
+    ~Manager() {
+        if (heap_ && owner_ == detail::current_pid()) shutdown();
+    }
+    Manager(Manager&& o) noexcept : heap_(std::exchange(o.heap_, {})), owner_(o.owner_) {}
+    Manager& operator=(Manager&& o) noexcept {
+        if (this != &o) {
+            if (heap_ && owner_ == detail::current_pid()) shutdown();
+            heap_ = std::exchange(o.heap_, {});
+            owner_ = o.owner_;
+        }
+        return *this;
+    }
+    Manager(const Manager&) = delete;
+    Manager& operator=(const Manager&) = delete;
+
+    template <class K, class V>
+    DictProxy<K, V> dict() const {
+        return DictProxy<K, V>(detail::SharedObject::create(heap(), detail::ObjectKind::dict, DictProxy<K, V>::tag()));
+    }
+    /// dict(pairs): a new dict holding `pairs`.
+    template <class K, class V, class Range>
+    DictProxy<K, V> dict(const Range& pairs) const {
+        auto d = dict<K, V>();
+        d.update(pairs);
+        return d;
+    }
+    template <class T>
+    ListProxy<T> list() const {
+        return ListProxy<T>(detail::SharedObject::create(heap(), detail::ObjectKind::list, ListProxy<T>::tag()));
+    }
+    /// list(range): a new list holding the elements of `range`.
+    template <class T, class Range>
+    ListProxy<T> list(const Range& init) const {
+        auto l = list<T>();
+        l.extend(init);
+        return l;
+    }
+    template <class T>
+    ValueProxy<T> Value(const T& init = T{}) const {
+        ValueProxy<T> v(detail::SharedObject::create(heap(), detail::ObjectKind::value, ValueProxy<T>::tag()));
+        v.set(init);
+        return v;
+    }
+    NamespaceProxy Namespace() const {
+        return NamespaceProxy(detail::SharedObject::create(heap(), detail::ObjectKind::dict, NamespaceProxy::tag()));
+    }
+
+    /// The queue and sync factories return mproc's own shared objects.
+    template <class T>
+    mproc::Queue<T> Queue(std::size_t maxsize = 0) const { heap(); return mproc::Queue<T>(maxsize); }
+    template <class T>
+    mproc::JoinableQueue<T> JoinableQueue(std::size_t maxsize = 0) const {
+        heap();
+        return mproc::JoinableQueue<T>(maxsize);
+    }
+    template <class T>
+    mproc::Array<T> Array(std::size_t n) const { heap(); return mproc::Array<T>(n); }
+    mproc::Lock Lock() const { heap(); return mproc::Lock(); }
+    mproc::RLock RLock() const { heap(); return mproc::RLock(); }
+    mproc::Event Event() const { heap(); return mproc::Event(); }
+    mproc::Condition Condition() const { heap(); return mproc::Condition(); }
+    mproc::Semaphore Semaphore(unsigned value = 1) const { heap(); return mproc::Semaphore(value); }
+    mproc::BoundedSemaphore BoundedSemaphore(unsigned value = 1) const {
+        heap();
+        return mproc::BoundedSemaphore(value);
+    }
+    mproc::Barrier Barrier(unsigned parties) const { heap(); return mproc::Barrier(parties); }
+
+    /// Ends the manager: every proxy operation, in every process, then
+    /// throws ValueError; the heap is freed once the last process holding a
+    /// proxy lets go. Idempotent.
+    void shutdown() {
+        if (!heap_) return;
+        heap_.shut_down();
+        heap_ = {};
+    }
+    bool running() const noexcept { return static_cast<bool>(heap_); }
+
+    /// Bytes the containers use now, and the heap's backed high-water mark.
+    std::size_t used_bytes() const { return heap().used_bytes(); }
+    std::size_t committed_bytes() const { return heap().committed_bytes(); }
+
+private:
+    const detail::SharedHeap& heap() const {
+        if (!heap_) throw ValueError("mproc::Manager has been shut down");
+        return heap_;
+    }
+    detail::SharedHeap heap_;
+    long owner_ = 0;
+};
+
+}  // namespace mproc

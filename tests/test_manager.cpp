@@ -1,0 +1,488 @@
+// Manager: containers in shared memory, used across fork and spawn
+// children and pool workers, surviving kill -9 in the middle of operations.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <signal.h>
+
+#include "mproc/manager.hpp"
+#include "mproc/pool.hpp"
+#include "mproc/process.hpp"
+#include "support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+constexpr auto kLong = mproc::Duration(60);
+
+const std::vector<std::string>& corpus() {
+    static const std::vector<std::string> words = [] {
+        std::vector<std::string> w;
+        const char* text =
+            "it was the best of times it was the worst of times it was the age of wisdom it was the "
+            "age of foolishness it was the epoch of belief it was the epoch of incredulity it was the "
+            "season of light it was the season of darkness";
+        std::istringstream in(text);
+        for (std::string s; in >> s;) w.push_back(s);
+        return w;
+    }();
+    return words;
+}
+
+// Counts every word of the corpus `rounds` times, half with modify() and
+// half with `d[w] += 1`: both must be atomic for the totals to be exact.
+void count_words(mproc::DictProxy<std::string, int> counts, int rounds) {
+    for (int r = 0; r < rounds; ++r)
+        for (const std::string& w : corpus()) {
+            if (r % 2 == 0) counts.modify(w, [](int& n) { n += 1; });
+            else counts[w] += 1;
+        }
+}
+
+void append_ids(mproc::ListProxy<long> list, long first, long count) {
+    for (long i = first; i < first + count; ++i) list.append(i);
+}
+
+void set_attributes(mproc::NamespaceProxy ns, mproc::Event done) {
+    ns.set("x", 42);
+    ns.set("name", std::string("spawned"));
+    ns.set("xs", std::vector<double>{1.5, 2.5});
+    done.set();
+}
+
+// Writes key i -> {i, i, i}, drops key i-50, appends i to the list, forever.
+[[noreturn]] void churn(mproc::DictProxy<long, std::vector<long>> d, mproc::ListProxy<long> l,
+                        mproc::Event started, long signal_after) {
+    for (long i = 0;; ++i) {
+        d.set(i, std::vector<long>(3 + static_cast<std::size_t>(i % 20), i));
+        if (i >= 50) d.erase(i - 50);
+        l.append(i);
+        if (i == signal_after) started.set();
+    }
+}
+
+// Checks every invariant churn() keeps, and that the containers still work.
+void check_churned(const mproc::DictProxy<long, std::vector<long>>& d, const mproc::ListProxy<long>& l) {
+    const auto items = d.items();
+    REQUIRE(d.size() == items.size());
+    REQUIRE(items.size() <= 51);
+    std::set<long> keys;
+    for (const auto& [k, v] : items) {
+        REQUIRE(keys.insert(k).second);
+        REQUIRE(v.size() == 3 + static_cast<std::size_t>(k % 20));
+        REQUIRE(std::all_of(v.begin(), v.end(), [k = k](long x) { return x == k; }));
+        REQUIRE(d.get(k) == v);
+    }
+    const std::vector<long> seen = l.snapshot();
+    for (std::size_t i = 0; i < seen.size(); ++i) REQUIRE(seen[i] == static_cast<long>(i));
+    // Usable: new keys go in and come out, the list grows.
+    d.set(-1, {7});
+    REQUIRE(d.at(-1) == std::vector<long>{7});
+    REQUIRE(d.erase(-1));
+    l.append(static_cast<long>(seen.size()));
+    REQUIRE(l.size() == seen.size() + 1);
+}
+
+struct Order {
+    int id = 0;
+    int bike = -1;
+    template <class A>
+    void serialize(A& a, unsigned) { a & id & bike; }
+};
+
+void order_picker(mproc::JoinableQueue<int> orders, mproc::Queue<int> empty_bikes,
+                  mproc::Queue<Order> loaded_bikes) {
+    for (;;) {
+        int order = orders.get(kLong);
+        if (order < 0) return;
+        int bike = empty_bikes.get(kLong);
+        loaded_bikes.put(Order{order, bike}, kLong);
+    }
+}
+
+void messenger(mproc::Queue<Order> loaded_bikes, mproc::Queue<int> empty_bikes, mproc::JoinableQueue<int> orders,
+               mproc::ListProxy<int> delivered, mproc::DictProxy<int, int> per_bike) {
+    for (;;) {
+        Order o = loaded_bikes.get(kLong);
+        if (o.id < 0) return;
+        delivered.append(o.id);
+        per_bike[o.bike] += 1;
+        empty_bikes.put(o.bike, kLong);
+        orders.task_done();
+    }
+}
+
+long add_to(mproc::DictProxy<std::string, long> d, long x) {
+    d.modify("sum", [x](long& s) { s += x; });
+    return x;
+}
+
+}  // namespace
+
+TEST_CASE("Manager dict: the operations a Python user expects", "[manager][dict]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<std::string, int>();
+    REQUIRE(d.empty());
+    d.set("a", 1);
+    d["b"] = 2;
+    REQUIRE(d.size() == 2);
+    REQUIRE(d.get("a") == 1);
+    REQUIRE_FALSE(d.get("zz").has_value());
+    REQUIRE(d.get("zz", 9) == 9);
+    REQUIRE(int(d["b"]) == 2);
+    REQUIRE_THROWS_AS(int(d["zz"]), mproc::KeyError);
+    REQUIRE_THROWS_AS(d.at("zz"), mproc::KeyError);
+    REQUIRE(d.contains("a"));
+    REQUIRE_FALSE(d.contains("c"));
+    d["c"] += 5;  // absent: starts from 0, as std::map
+    d["c"] -= 1;
+    REQUIRE(d.at("c") == 4);
+    REQUIRE(d.setdefault("c", 100) == 4);
+    REQUIRE(d.setdefault("d", 100) == 100);
+    REQUIRE(d.modify("d", [](int& v) { v *= 2; }) == 200);
+    REQUIRE(d.pop("d") == 200);
+    REQUIRE_FALSE(d.pop("d").has_value());
+    REQUIRE(d.erase("c"));
+    REQUIRE_FALSE(d.erase("c"));
+    d.update({{"x", 10}, {"y", 20}});
+    d.update(std::map<std::string, int>{{"y", 21}, {"z", 30}});
+    auto keys = d.keys();
+    std::sort(keys.begin(), keys.end());
+    REQUIRE(keys == std::vector<std::string>{"a", "b", "x", "y", "z"});
+    auto items = d.items();
+    std::sort(items.begin(), items.end());
+    REQUIRE(items == std::vector<std::pair<std::string, int>>{{"a", 1}, {"b", 2}, {"x", 10}, {"y", 21}, {"z", 30}});
+    auto values = d.values();
+    std::sort(values.begin(), values.end());
+    REQUIRE(values == std::vector<int>{1, 2, 10, 21, 30});
+    // A modify() whose function throws leaves the dict as it was.
+    REQUIRE_THROWS_AS(d.modify("a", [](int&) { throw std::runtime_error("no"); }), std::runtime_error);
+    REQUIRE(d.at("a") == 1);
+    // Re-entering the same dict from modify() is an error, not a deadlock.
+    REQUIRE_THROWS_AS(d.modify("a", [&](int&) { d.set("b", 3); }), mproc::Error);
+    REQUIRE(d.at("b") == 2);
+    d.clear();
+    REQUIRE(d.size() == 0);
+    REQUIRE(d.items().empty());
+    d.set("again", 1);
+    REQUIRE(d.at("again") == 1);
+}
+
+TEST_CASE("Manager dict: structured keys and values, growth and deletion churn", "[manager][dict]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<std::pair<int, std::string>, std::vector<std::string>>();
+    for (int i = 0; i < 5000; ++i) d.set({i, std::to_string(i)}, std::vector<std::string>(i % 5, std::to_string(i)));
+    for (int i = 0; i < 5000; i += 2) REQUIRE(d.erase({i, std::to_string(i)}));
+    REQUIRE(d.size() == 2500);
+    for (int i = 0; i < 5000; ++i) {
+        auto v = d.get({i, std::to_string(i)});
+        REQUIRE(v.has_value() == (i % 2 == 1));
+        if (v) REQUIRE(*v == std::vector<std::string>(i % 5, std::to_string(i)));
+    }
+    // Deleted slots are reused: churning the same keys does not grow the heap.
+    std::size_t used_after_first = 0;
+    for (int round = 0; round < 20; ++round) {
+        for (int i = 0; i < 5000; i += 2) d.set({i, "tmp"}, {"x"});
+        for (int i = 0; i < 5000; i += 2) REQUIRE(d.erase({i, "tmp"}));
+        if (round == 0) used_after_first = mgr.used_bytes();
+    }
+    REQUIRE(d.size() == 2500);
+    REQUIRE(mgr.used_bytes() == used_after_first);
+}
+
+TEST_CASE("Manager dict: 4 processes counting words give exact totals", "[manager][dict][process]") {
+    mproc::Manager mgr;
+    auto counts = mgr.dict<std::string, int>();
+    const int rounds = 300;
+    std::vector<mproc::Process> ps;
+    for (int i = 0; i < 4; ++i) {
+        ps.emplace_back(count_words, counts, rounds);
+        ps.back().start_method(i % 2 ? mproc::StartMethod::spawn : mproc::StartMethod::fork).start();
+    }
+    for (auto& p : ps) {
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 0);
+    }
+    std::map<std::string, int> expected;
+    for (const auto& w : corpus()) expected[w] += 4 * rounds;
+    auto items = counts.items();
+    REQUIRE(std::map<std::string, int>(items.begin(), items.end()) == expected);
+    REQUIRE(counts.size() == expected.size());
+}
+
+TEST_CASE("Manager list: appended by 4 spawn children, every item arrives", "[manager][list][process]") {
+    mproc::Manager mgr;
+    auto list = mgr.list<long>();
+    std::vector<mproc::Process> ps;
+    for (long i = 0; i < 4; ++i) {
+        ps.emplace_back(append_ids, list, i * 1000, 1000L);
+        ps.back().start_method(mproc::StartMethod::spawn).start();
+    }
+    for (auto& p : ps) {
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 0);
+    }
+    std::vector<long> got = list.snapshot();
+    REQUIRE(got.size() == 4000);
+    std::sort(got.begin(), got.end());
+    for (long i = 0; i < 4000; ++i) REQUIRE(got[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("Manager list: Python list operations", "[manager][list]") {
+    mproc::Manager mgr;
+    auto l = mgr.list<std::string>(std::vector<std::string>{"a", "b"});
+    l.append("c");
+    l.extend({"d", "e"});
+    REQUIRE(l.size() == 5);
+    REQUIRE(l.at(0) == "a");
+    REQUIRE(l[-1] == "e");
+    REQUIRE_THROWS_AS(l.at(5), mproc::IndexError);
+    REQUIRE_THROWS_AS(l.at(-6), mproc::IndexError);
+    l.set(1, "B");
+    l.insert(0, "start");
+    l.insert(-1, "before-e");
+    l.insert(100, "end");
+    REQUIRE(l.snapshot() == std::vector<std::string>{"start", "a", "B", "c", "d", "before-e", "e", "end"});
+    REQUIRE(l.pop() == "end");
+    REQUIRE(l.pop(0) == "start");
+    REQUIRE(l.pop(2) == "c");
+    REQUIRE(l.modify(0, [](std::string& s) { s += "!"; }) == "a!");
+    REQUIRE(l.snapshot() == std::vector<std::string>{"a!", "B", "d", "before-e", "e"});
+    l.clear();
+    REQUIRE(l.empty());
+    REQUIRE_THROWS_AS(l.pop(), mproc::IndexError);
+    for (int i = 0; i < 1000; ++i) l.append(std::to_string(i));
+    REQUIRE(l.at(999) == "999");
+}
+
+TEST_CASE("Manager Namespace and Value: seen across fork and spawn children", "[manager][namespace][process]") {
+    mproc::Manager mgr;
+    for (auto method : {mproc::StartMethod::fork, mproc::StartMethod::spawn}) {
+        auto ns = mgr.Namespace();
+        REQUIRE_FALSE(ns.has("x"));
+        mproc::Event done;
+        mproc::Process p(set_attributes, ns, done);
+        p.start_method(method).start();
+        REQUIRE(done.wait(kLong));
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 0);
+        REQUIRE(ns.has("x"));
+        REQUIRE(ns.get<int>("x") == 42);
+        REQUIRE(ns.get<std::string>("name") == "spawned");
+        REQUIRE(ns.get<std::vector<double>>("xs") == std::vector<double>{1.5, 2.5});
+        REQUIRE_THROWS_AS(ns.get<std::string>("x"), mproc::SerializationError);
+        REQUIRE_THROWS_AS(ns.get<int>("nope"), mproc::KeyError);
+        REQUIRE(ns.get<int>("nope", 5) == 5);
+        auto names = ns.names();
+        std::sort(names.begin(), names.end());
+        REQUIRE(names == std::vector<std::string>{"name", "x", "xs"});
+        REQUIRE(ns.erase("x"));
+        REQUIRE_FALSE(ns.has("x"));
+    }
+    auto v = mgr.Value<std::string>("start");
+    mproc::Process p([](mproc::ValueProxy<std::string> v) { v.modify([](std::string& s) { s += "+child"; }); }, v);
+    p.start_method(mproc::StartMethod::spawn).start();
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+    REQUIRE(v.get() == "start+child");
+    v.set("reset");
+    REQUIRE(v.get() == "reset");
+}
+
+TEST_CASE("Manager: kill -9 in the middle of dict and list updates leaves them whole and unlocked",
+          "[manager][crash][process]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<long, std::vector<long>>();
+    auto l = mgr.list<long>();
+    for (long round = 0; round < 12; ++round) {
+        mproc::Event started;
+        // Fork children (their own pid as a fresh lock owner each round).
+        mproc::Process p(churn, d, l, started, 200 + round * 137);
+        p.start_method(mproc::StartMethod::fork).start();
+        REQUIRE(started.wait(kLong));
+        ::kill(static_cast<pid_t>(*p.pid()), SIGKILL);
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == -SIGKILL);
+        check_churned(d, l);
+        d.clear();
+        l.clear();
+    }
+}
+
+TEST_CASE("Manager: a process killed while holding a dict's lock does not lock it forever",
+          "[manager][crash][process]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<std::string, int>();
+    d.set("k", 1);
+    mproc::Event inside;
+    mproc::Process p(
+        [](mproc::DictProxy<std::string, int> d, mproc::Event inside) {
+            d.modify("k", [&](int& v) {
+                v = 99;
+                inside.set();
+                for (;;) ::pause();  // killed here, holding the lock mid-operation
+            });
+        },
+        d, inside);
+    p.start_method(mproc::StartMethod::fork).start();
+    REQUIRE(inside.wait(kLong));
+    ::kill(static_cast<pid_t>(*p.pid()), SIGKILL);
+    REQUIRE(p.join(kLong));
+    REQUIRE(d.at("k") == 1);  // the half-done modify never happened
+    d["k"] += 1;
+    REQUIRE(d.at("k") == 2);
+    REQUIRE(d.size() == 1);
+}
+
+TEST_CASE("Manager dict: 1,000,000 small entries fit", "[manager][dict][big]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<int, int>();
+    std::vector<std::pair<int, int>> batch;
+    for (int i = 0; i < 1'000'000; i += 10'000) {
+        batch.clear();
+        for (int j = i; j < i + 10'000; ++j) batch.emplace_back(j, j * 3);
+        d.update(batch);
+    }
+    REQUIRE(d.size() == 1'000'000);
+    for (int i = 0; i < 1'000'000; i += 7919) REQUIRE(d.at(i) == i * 3);
+    REQUIRE_FALSE(d.contains(1'000'000));
+    // Small entries stay small: well under 100 bytes each, table included.
+    REQUIRE(mgr.used_bytes() < 100u * 1'000'000);
+}
+
+TEST_CASE("Manager: a full heap is a clear Error and loses nothing", "[manager][memory]") {
+    mproc::Manager mgr(mproc::ManagerOptions{.max_bytes = 16u << 20});
+    auto d = mgr.dict<int, std::string>();
+    const std::string big(256 * 1024, 'x');
+    int stored = 0;
+    try {
+        for (;; ++stored) d.set(stored, big);
+    } catch (const mproc::Error& e) {
+        REQUIRE(std::string(e.what()).find("out of memory") != std::string::npos);
+    }
+    REQUIRE(stored > 10);
+    REQUIRE(d.size() == static_cast<std::size_t>(stored));
+    REQUIRE(d.at(0) == big);
+    REQUIRE(d.at(stored - 1) == big);
+    // Freeing makes room again.
+    REQUIRE(d.erase(0));
+    d.set(stored, big);
+    REQUIRE(d.at(stored) == big);
+}
+
+TEST_CASE("Manager: shutdown ends every proxy, a forked copy going away does not",
+          "[manager][shutdown][process]") {
+    auto mgr = std::make_unique<mproc::Manager>();
+    auto d = mgr->dict<int, int>();
+    d.set(1, 1);
+    // A forked child that destroys its copy of the Manager leaves it running.
+    mproc::Process p([](mproc::DictProxy<int, int> d) { d.set(2, 2); }, d);
+    p.start_method(mproc::StartMethod::fork).start();
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+    REQUIRE(d.at(2) == 2);
+    mgr->shutdown();
+    REQUIRE_FALSE(mgr->running());
+    REQUIRE_THROWS_AS(d.get(1), mproc::ValueError);
+    REQUIRE_THROWS_AS(d.set(3, 3), mproc::ValueError);
+    REQUIRE_THROWS_AS((mgr->dict<int, int>()), mproc::ValueError);
+    mgr->shutdown();  // idempotent
+    mgr.reset();
+}
+
+TEST_CASE("Manager proxies refuse to be imported as another type", "[manager][handles]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<std::string, int>();
+    mproc::detail::HandleWriter w;
+    d.mproc_export(w);
+    mproc::detail::HandleReader ok(w.refs, w.values);
+    REQUIRE_NOTHROW(mproc::DictProxy<std::string, int>::mproc_import(ok));
+    mproc::detail::HandleReader wrong(w.refs, w.values);
+    REQUIRE_THROWS_AS((mproc::DictProxy<int, int>::mproc_import(wrong)), mproc::SerializationError);
+    mproc::detail::HandleReader as_list(w.refs, w.values);
+    REQUIRE_THROWS_AS(mproc::ListProxy<int>::mproc_import(as_list), mproc::SerializationError);
+}
+
+TEST_CASE("Manager: proxies as pool task arguments", "[manager][pool]") {
+    mproc::Manager mgr;
+    auto d = mgr.dict<std::string, long>();
+    mproc::Pool pool(2);
+    std::vector<std::tuple<mproc::DictProxy<std::string, long>, long>> args;
+    for (long i = 1; i <= 100; ++i) args.emplace_back(d, i);
+    auto r = pool.starmap(add_to, args);
+    REQUIRE(r.size() == 100);
+    REQUIRE(d.at("sum") == 5050);
+}
+
+TEST_CASE("Manager: the bike-business pattern with manager queues", "[manager][queue][process]") {
+    mproc::Manager mgr;
+    const int n_orders = 60, n_bikes = 5, n_pickers = 2, n_messengers = 3;
+    auto orders = mgr.JoinableQueue<int>();
+    auto empty_bikes = mgr.Queue<int>(n_bikes);
+    auto loaded_bikes = mgr.Queue<Order>(n_bikes);
+    auto delivered = mgr.list<int>();
+    auto per_bike = mgr.dict<int, int>();
+    for (int b = 0; b < n_bikes; ++b) empty_bikes.put(b);
+    for (int o = 0; o < n_orders; ++o) orders.put(o);
+    std::vector<mproc::Process> staff;
+    for (int i = 0; i < n_pickers; ++i) {
+        staff.emplace_back(order_picker, orders, empty_bikes, loaded_bikes);
+        staff.back().start_method(i ? mproc::StartMethod::spawn : mproc::StartMethod::fork).start();
+    }
+    for (int i = 0; i < n_messengers; ++i) {
+        staff.emplace_back(messenger, loaded_bikes, empty_bikes, orders, delivered, per_bike);
+        staff.back().start_method(i ? mproc::StartMethod::spawn : mproc::StartMethod::fork).start();
+    }
+    REQUIRE(orders.join(kLong));
+    std::vector<int> got = delivered.snapshot();
+    std::sort(got.begin(), got.end());
+    std::vector<int> want(n_orders);
+    for (int i = 0; i < n_orders; ++i) want[static_cast<std::size_t>(i)] = i;
+    REQUIRE(got == want);
+    int rides = 0;
+    for (const auto& [bike, n] : per_bike.items()) {
+        REQUIRE(bike >= 0);
+        REQUIRE(bike < n_bikes);
+        rides += n;
+    }
+    REQUIRE(rides == n_orders);
+    for (int i = 0; i < n_pickers; ++i) orders.put(-1);
+    for (int i = 0; i < n_messengers; ++i) loaded_bikes.put(Order{-1, -1});
+    for (auto& p : staff) {
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 0);
+    }
+}
+
+TEST_CASE("Manager sync factories: a Lock and an Event shared with a child", "[manager][sync][process]") {
+    mproc::Manager mgr;
+    auto lock = mgr.Lock();
+    auto ev = mgr.Event();
+    auto sem = mgr.Semaphore(0);
+    auto total = mgr.Value<long>(0);
+    mproc::Process p(
+        [](mproc::Lock lock, mproc::Event ev, mproc::Semaphore sem, mproc::ValueProxy<long> total) {
+            sem.release();
+            if (!ev.wait(kLong)) throw std::runtime_error("event never set");
+            std::lock_guard<mproc::Lock> g(lock);
+            total.set(total.get() + 1);
+        },
+        lock, ev, sem, total);
+    p.start_method(mproc::StartMethod::spawn).start();
+    REQUIRE(sem.acquire(kLong));
+    {
+        std::lock_guard<mproc::Lock> g(lock);
+        ev.set();
+        total.set(total.get() + 10);
+    }
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+    REQUIRE(total.get() == 11);
+}
