@@ -410,15 +410,41 @@ TEST_CASE("Manager proxies refuse to be imported as another type", "[manager][ha
     REQUIRE_THROWS_AS(mproc::ListProxy<int>::mproc_import(as_list), mproc::SerializationError);
 }
 
-TEST_CASE("Manager: proxies as pool task arguments", "[manager][pool]") {
-    mproc::Manager mgr;
-    auto d = mgr.dict<std::string, long>();
-    mproc::Pool pool(2);
-    std::vector<std::tuple<mproc::DictProxy<std::string, long>, long>> args;
-    for (long i = 1; i <= 100; ++i) args.emplace_back(d, i);
-    auto r = pool.starmap(add_to, args);
-    REQUIRE(r.size() == 100);
-    REQUIRE(d.at("sum") == 5050);
+TEST_CASE("Manager: proxies as task arguments of pools started before the manager", "[manager][pool]") {
+    for (auto method : {mproc::StartMethod::fork, mproc::StartMethod::spawn}) {
+        // The workers exist before the manager's memory does: the proxies
+        // reach them only inside task arguments.
+        mproc::PoolOptions opts;
+        opts.processes = 2;
+        opts.start_method = method;
+        mproc::Pool pool(opts);
+        mproc::Manager mgr;
+        auto d = mgr.dict<std::string, long>();
+        std::vector<std::tuple<mproc::DictProxy<std::string, long>, long>> args;
+        for (long i = 1; i <= 100; ++i) args.emplace_back(d, i);
+        auto r = pool.starmap(add_to, args);
+        REQUIRE(r.size() == 100);
+        REQUIRE(d.at("sum") == 5050);
+    }
+}
+
+TEST_CASE("Manager: a proxy sent through a Queue to a running process", "[manager][queue][process]") {
+    mproc::Queue<mproc::ListProxy<int>> inbox;
+    mproc::Queue<int> done;
+    mproc::Process p(
+        [](mproc::Queue<mproc::ListProxy<int>> inbox, mproc::Queue<int> done) {
+            auto l = inbox.get(kLong);
+            for (int i = 0; i < 10; ++i) l.append(i);
+            done.put(1);
+        },
+        inbox, done);
+    p.start_method(mproc::StartMethod::spawn).start();
+    mproc::Manager mgr;  // created after the child started
+    auto l = mgr.list<int>();
+    inbox.put(l);
+    REQUIRE(done.get(kLong) == 1);
+    REQUIRE(p.join(kLong));
+    REQUIRE(l.snapshot() == std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9});
 }
 
 TEST_CASE("Manager: the bike-business pattern with manager queues", "[manager][queue][process]") {

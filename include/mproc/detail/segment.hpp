@@ -91,6 +91,10 @@ struct HandleRef {
     std::uint64_t ino = 0;
     std::uint64_t size = 0;
     std::uint64_t offset = 0;
+    /// The exporting process: a receiver that does not hold `fd` (a pool
+    /// worker started before the object existed) reopens the segment
+    /// through /proc/<pid>/fd/<fd> while that process lives.
+    std::int32_t pid = 0;
 };
 
 class HandleWriter {

@@ -116,7 +116,7 @@ template <class T>
 struct Codec<T, Kind::handle> {
     static constexpr bool ok = true;
     static constexpr std::size_t min_size = 2;
-    static constexpr std::size_t kRefSize = 4 + 4 * 8;
+    static constexpr std::size_t kRefSize = 4 + 4 * 8 + 4;
 
     static void save(Writer& w, const T& v) {
         HandleWriter hw;
@@ -129,6 +129,7 @@ struct Codec<T, Kind::handle> {
             out.write(&ref.ino, sizeof ref.ino);
             out.write(&ref.size, sizeof ref.size);
             out.write(&ref.offset, sizeof ref.offset);
+            out.write(&ref.pid, sizeof ref.pid);
         }
         out.put_varint(hw.values.size());
         for (std::uint64_t x : hw.values) out.put_varint(x);
@@ -144,6 +145,7 @@ struct Codec<T, Kind::handle> {
             in.read(&ref.ino, sizeof ref.ino);
             in.read(&ref.size, sizeof ref.size);
             in.read(&ref.offset, sizeof ref.offset);
+            in.read(&ref.pid, sizeof ref.pid);
         }
         std::uint64_t m = in.get_varint();
         in.check_count(m, 1);
