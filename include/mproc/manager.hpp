@@ -46,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -54,6 +55,7 @@
 #include "mproc/detail/item_codec.hpp"
 #include "mproc/detail/manager_core.hpp"
 #include "mproc/errors.hpp"
+#include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/serialization.hpp"
 #include "mproc/shared_memory.hpp"
@@ -222,6 +224,7 @@ public:
 
 private:
     friend class Manager;
+    static constexpr detail::ObjectKind kind = detail::ObjectKind::dict;
     static constexpr std::uint64_t tag() { return detail::proxy_type_tag<K, V>(); }
     explicit DictProxy(detail::SharedObject obj) : obj_(std::move(obj)) {
         detail::check_storable<K>();
@@ -306,6 +309,7 @@ public:
 
 private:
     friend class Manager;
+    static constexpr detail::ObjectKind kind = detail::ObjectKind::list;
     static constexpr std::uint64_t tag() { return detail::proxy_type_tag<ListProxy>(); }
     explicit ListProxy(detail::SharedObject obj) : obj_(std::move(obj)) { detail::check_storable<T>(); }
     detail::SharedObject obj_;
@@ -348,6 +352,7 @@ public:
 
 private:
     friend class Manager;
+    static constexpr detail::ObjectKind kind = detail::ObjectKind::value;
     static constexpr std::uint64_t tag() { return detail::proxy_type_tag<ValueProxy>(); }
     explicit ValueProxy(detail::SharedObject obj) : obj_(std::move(obj)) { detail::check_storable<T>(); }
     detail::SharedObject obj_;
@@ -404,6 +409,7 @@ public:
 
 private:
     friend class Manager;
+    static constexpr detail::ObjectKind kind = detail::ObjectKind::dict;
     static constexpr std::uint64_t tag() { return detail::proxy_type_tag<NamespaceProxy>(); }
     explicit NamespaceProxy(detail::SharedObject obj) : obj_(std::move(obj)) {}
 
@@ -433,6 +439,18 @@ struct ManagerOptions {
 };
 
 /// multiprocessing.Manager(). Not copyable; movable.
+///
+/// Serving (Python's BaseManager(address, authkey) + serve_forever): a
+/// manager can serve() its containers on a TCP address; another process or
+/// machine then calls Manager::connect(address, authkey) and gets a Manager
+/// whose proxies send each operation to the server (a round trip per
+/// operation, as in Python). Containers are found by name: publish(name,
+/// proxy) on either side, lookup<Proxy>(name) on either side. Both ends
+/// prove they know the authkey (HMAC-SHA256 challenge, both ways); the
+/// traffic itself is not encrypted. A connected Manager shares dicts,
+/// lists, Values and Namespaces; its Queue/Lock factories throw. On a
+/// connected manager modify() is a compare-and-swap loop: the function may
+/// run more than once.
 class Manager {
 public:
     Manager() : Manager(ManagerOptions{}) {}
@@ -441,13 +459,17 @@ public:
     /// Shuts the manager down if this process created it (a forked child's
     /// copy going out of scope leaves the parent's containers alone).
     ~Manager() {
-        if (heap_ && owner_ == detail::current_pid()) shutdown();
+        if (owner_ == detail::current_pid()) shutdown();
     }
-    Manager(Manager&& o) noexcept : heap_(std::exchange(o.heap_, {})), owner_(o.owner_) {}
+    Manager(Manager&& o) noexcept
+        : heap_(std::exchange(o.heap_, {})), link_(std::move(o.link_)), server_(std::move(o.server_)),
+          owner_(o.owner_) {}
     Manager& operator=(Manager&& o) noexcept {
         if (this != &o) {
-            if (heap_ && owner_ == detail::current_pid()) shutdown();
+            if (owner_ == detail::current_pid()) shutdown();
             heap_ = std::exchange(o.heap_, {});
+            link_ = std::move(o.link_);
+            server_ = std::move(o.server_);
             owner_ = o.owner_;
         }
         return *this;
@@ -455,10 +477,30 @@ public:
     Manager(const Manager&) = delete;
     Manager& operator=(const Manager&) = delete;
 
-    template <class K, class V>
-    DictProxy<K, V> dict() const {
-        return DictProxy<K, V>(detail::SharedObject::create(heap(), detail::ObjectKind::dict, DictProxy<K, V>::tag()));
+    /// Manager::connect: a Manager whose proxies reach the one served at
+    /// `address` ("host:port"). AuthenticationError if the authkeys differ,
+    /// OSError if nothing listens there, TimeoutError after `timeout`.
+    static Manager connect(const std::string& address, const std::string& authkey = current_process().authkey(),
+                           Duration timeout = Duration(10)) {
+        Manager m(detail::remote_connect(address, authkey, timeout));
+        return m;
     }
+
+    /// Serves this manager's containers on `address` ("host:port"; port 0
+    /// picks a free one; "0.0.0.0:port" for every interface) from a server
+    /// process, until shutdown(). Returns the bound "host:port".
+    std::string serve(const std::string& address = "127.0.0.1:0",
+                      const std::string& authkey = current_process().authkey()) {
+        heap();
+        if (server_) throw ValueError("mproc::Manager::serve: already serving on " + server_->address());
+        server_ = std::make_unique<detail::ManagerServer>(heap_, address, authkey);
+        return server_->address();
+    }
+    /// The address serve() bound, or "" when not serving.
+    std::string address() const { return server_ ? server_->address() : std::string(); }
+
+    template <class K, class V>
+    DictProxy<K, V> dict() const { return DictProxy<K, V>(make(DictProxy<K, V>::kind, DictProxy<K, V>::tag())); }
     /// dict(pairs): a new dict holding `pairs`.
     template <class K, class V, class Range>
     DictProxy<K, V> dict(const Range& pairs) const {
@@ -467,9 +509,7 @@ public:
         return d;
     }
     template <class T>
-    ListProxy<T> list() const {
-        return ListProxy<T>(detail::SharedObject::create(heap(), detail::ObjectKind::list, ListProxy<T>::tag()));
-    }
+    ListProxy<T> list() const { return ListProxy<T>(make(ListProxy<T>::kind, ListProxy<T>::tag())); }
     /// list(range): a new list holding the elements of `range`.
     template <class T, class Range>
     ListProxy<T> list(const Range& init) const {
@@ -479,55 +519,95 @@ public:
     }
     template <class T>
     ValueProxy<T> Value(const T& init = T{}) const {
-        ValueProxy<T> v(detail::SharedObject::create(heap(), detail::ObjectKind::value, ValueProxy<T>::tag()));
+        ValueProxy<T> v(make(ValueProxy<T>::kind, ValueProxy<T>::tag()));
         v.set(init);
         return v;
     }
-    NamespaceProxy Namespace() const {
-        return NamespaceProxy(detail::SharedObject::create(heap(), detail::ObjectKind::dict, NamespaceProxy::tag()));
+    NamespaceProxy Namespace() const { return NamespaceProxy(make(NamespaceProxy::kind, NamespaceProxy::tag())); }
+
+    /// Names a container so that lookup<Proxy>(name) finds it, here, in
+    /// other processes, and on connected managers. Replaces an older one.
+    template <class Proxy>
+    void publish(const std::string& name, const Proxy& proxy) const {
+        check_running();
+        proxy.obj_.publish_as(name);
+    }
+    /// The container published as `name`: KeyError if there is none,
+    /// SerializationError if it is not a Proxy (another container or type).
+    template <class Proxy>
+    Proxy lookup(const std::string& name) const {
+        if (link_) return Proxy(detail::SharedObject::lookup(link_, name, Proxy::kind, Proxy::tag()));
+        return Proxy(heap().lookup(name, Proxy::kind, Proxy::tag()));
     }
 
     /// The queue and sync factories return mproc's own shared objects.
     template <class T>
-    mproc::Queue<T> Queue(std::size_t maxsize = 0) const { heap(); return mproc::Queue<T>(maxsize); }
+    mproc::Queue<T> Queue(std::size_t maxsize = 0) const { local("Queue"); return mproc::Queue<T>(maxsize); }
     template <class T>
     mproc::JoinableQueue<T> JoinableQueue(std::size_t maxsize = 0) const {
-        heap();
+        local("JoinableQueue");
         return mproc::JoinableQueue<T>(maxsize);
     }
     template <class T>
-    mproc::Array<T> Array(std::size_t n) const { heap(); return mproc::Array<T>(n); }
-    mproc::Lock Lock() const { heap(); return mproc::Lock(); }
-    mproc::RLock RLock() const { heap(); return mproc::RLock(); }
-    mproc::Event Event() const { heap(); return mproc::Event(); }
-    mproc::Condition Condition() const { heap(); return mproc::Condition(); }
-    mproc::Semaphore Semaphore(unsigned value = 1) const { heap(); return mproc::Semaphore(value); }
+    mproc::Array<T> Array(std::size_t n) const { local("Array"); return mproc::Array<T>(n); }
+    mproc::Lock Lock() const { local("Lock"); return mproc::Lock(); }
+    mproc::RLock RLock() const { local("RLock"); return mproc::RLock(); }
+    mproc::Event Event() const { local("Event"); return mproc::Event(); }
+    mproc::Condition Condition() const { local("Condition"); return mproc::Condition(); }
+    mproc::Semaphore Semaphore(unsigned value = 1) const { local("Semaphore"); return mproc::Semaphore(value); }
     mproc::BoundedSemaphore BoundedSemaphore(unsigned value = 1) const {
-        heap();
+        local("BoundedSemaphore");
         return mproc::BoundedSemaphore(value);
     }
-    mproc::Barrier Barrier(unsigned parties) const { heap(); return mproc::Barrier(parties); }
+    mproc::Barrier Barrier(unsigned parties) const { local("Barrier"); return mproc::Barrier(parties); }
 
-    /// Ends the manager: every proxy operation, in every process, then
-    /// throws ValueError; the heap is freed once the last process holding a
-    /// proxy lets go. Idempotent.
+    /// Ends the manager: stops serving, and every proxy operation, in every
+    /// process, then throws ValueError; the heap is freed once the last
+    /// process holding a proxy lets go. On a connected manager, only drops
+    /// the connection. Idempotent.
     void shutdown() {
+        server_.reset();
+        link_.reset();
         if (!heap_) return;
         heap_.shut_down();
         heap_ = {};
     }
-    bool running() const noexcept { return static_cast<bool>(heap_); }
+    bool running() const noexcept { return heap_ || link_; }
+    bool is_connected() const noexcept { return static_cast<bool>(link_); }
 
-    /// Bytes the containers use now, and the heap's backed high-water mark.
+    /// Bytes the containers use now, and the heap's backed high-water mark
+    /// (local managers).
     std::size_t used_bytes() const { return heap().used_bytes(); }
     std::size_t committed_bytes() const { return heap().committed_bytes(); }
 
 private:
+    explicit Manager(detail::RemoteLinkPtr link) : link_(std::move(link)), owner_(detail::current_pid()) {}
+
+    void check_running() const {
+        if (!heap_ && !link_) throw ValueError("mproc::Manager has been shut down");
+    }
     const detail::SharedHeap& heap() const {
-        if (!heap_) throw ValueError("mproc::Manager has been shut down");
+        if (!heap_) {
+            check_running();
+            throw ValueError("mproc::Manager: a connected manager has no local heap");
+        }
         return heap_;
     }
+    void local(const char* what) const {
+        check_running();
+        if (link_)
+            throw ValueError(std::string("mproc::Manager::") + what +
+                             ": a connected Manager shares dicts, lists, Values and Namespaces only; "
+                             "create queues and locks on the machine whose processes use them");
+    }
+    detail::SharedObject make(detail::ObjectKind kind, std::uint64_t tag) const {
+        if (link_) return detail::SharedObject::create(link_, kind, tag);
+        return detail::SharedObject::create(heap(), kind, tag);
+    }
+
     detail::SharedHeap heap_;
+    detail::RemoteLinkPtr link_;
+    std::unique_ptr<detail::ManagerServer> server_;
     long owner_ = 0;
 };
 

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <string>
 
+#include "manager/remote.hpp"
 #include "mproc/detail/manager_core.hpp"
 #include "mproc/errors.hpp"
 #include "os/os.hpp"
@@ -44,6 +45,7 @@ constexpr std::uint64_t kOffMask = (std::uint64_t{1} << kOffBits) - 1;
 constexpr std::uint64_t kSlotOffMask = (std::uint64_t{1} << 48) - 1;
 constexpr std::uint64_t kEmpty = 0;
 constexpr std::uint64_t kDeleted = 1;
+constexpr std::uint64_t kRegistryTag = 0x7265676973747279ull;  // "registry"
 
 struct HeapHeader {
     std::uint64_t magic;
@@ -53,6 +55,7 @@ struct HeapHeader {
     std::atomic<std::uint64_t> used;
     std::atomic<std::uint32_t> shut;
     std::uint32_t pad;
+    std::uint64_t root;  // the registry of published names, a dict
     std::atomic<std::uint64_t> free_head[kClasses];
 };
 static_assert(sizeof(HeapHeader) <= kHeapStart);
@@ -429,7 +432,9 @@ SharedHeap SharedHeap::create(std::size_t max_bytes) {
     Heap heap(*seg);
     heap.ensure_committed(kHeapStart + (std::uint64_t{1} << 20));
     h->magic = kHeapMagic;
-    return SharedHeap(std::move(seg));
+    SharedHeap sh(std::move(seg));
+    h->root = SharedObject::create(sh, ObjectKind::dict, kRegistryTag).off_;
+    return sh;
 }
 
 std::size_t SharedHeap::used_bytes() const {
@@ -459,24 +464,90 @@ SharedObject SharedObject::create(const SharedHeap& sh, ObjectKind kind, std::ui
     o->type_tag = type_tag;
     os::robust_mutex_init(&o->mu, false);
     o->magic = kObjectMagic;
-    return SharedObject(sh.segment(), off);
+    return SharedObject(sh.segment(), off, kind, type_tag);
 }
 
 void SharedObject::mproc_export(HandleWriter& w) const {
+    if (link_)
+        throw ValueError("mproc::Manager: a proxy of a connected Manager cannot be passed to another process; "
+                         "connect to the manager from that process instead");
     if (!seg_) throw ValueError("mproc::Manager: an empty proxy cannot be sent to another process");
     w.segment(seg_, seg_->data() + off_);
 }
 
 SharedObject SharedObject::import(HandleReader& r, ObjectKind kind, std::uint64_t type_tag) {
     auto [seg, p] = r.segment(sizeof(ObjectHeader));
+    const std::uint64_t off = seg->offset_of(p);
+    return attach(std::move(seg), off, kind, type_tag);
+}
+
+SharedObject SharedObject::attach(SegmentPtr seg, std::uint64_t off, ObjectKind kind, std::uint64_t type_tag) {
     const auto* h = reinterpret_cast<const HeapHeader*>(seg->data());
-    const auto* o = reinterpret_cast<const ObjectHeader*>(p);
-    if (seg->size() < kHeapStart || h->magic != kHeapMagic || o->magic != kObjectMagic)
+    if (seg->size() < kHeapStart || h->magic != kHeapMagic || off < kHeapStart || off % 8 != 0 ||
+        off > seg->size() - sizeof(ObjectHeader) || off >= h->bump.load(std::memory_order_relaxed))
+        throw SerializationError("a manager proxy handle does not point at a manager container");
+    const auto* o = reinterpret_cast<const ObjectHeader*>(seg->data() + off);
+    if (o->magic != kObjectMagic)
         throw SerializationError("a manager proxy handle does not point at a manager container");
     if (o->kind != kind || o->type_tag != type_tag)
         throw SerializationError("a manager proxy arrived as a different container or element type "
                                  "than it was created with");
-    return SharedObject(std::move(seg), seg->offset_of(p));
+    return SharedObject(std::move(seg), off, kind, type_tag);
+}
+
+// ---- published names ----------------------------------------------------------
+
+namespace {
+struct Published {
+    std::uint64_t off;
+    std::uint64_t tag;
+    ObjectKind kind;
+    std::uint32_t pad;
+};
+}  // namespace
+
+SharedObject SharedHeap::registry() const {
+    const auto* h = reinterpret_cast<const HeapHeader*>(seg_->data());
+    return SharedObject(seg_, h->root, ObjectKind::dict, kRegistryTag);
+}
+
+void SharedHeap::publish(const std::string& name, const SharedObject& obj) const {
+    if (obj.seg_ != seg_) throw ValueError("mproc::Manager::publish: the proxy belongs to another manager");
+    const Published rec{obj.off_, obj.tag_, obj.kind_, 0};
+    registry().dict_set(Bytes(reinterpret_cast<const std::byte*>(name.data()), name.size()),
+                        std::as_bytes(std::span<const Published, 1>(&rec, 1)));
+}
+
+SharedObject SharedHeap::lookup(const std::string& name, ObjectKind kind, std::uint64_t type_tag) const {
+    Published rec{};
+    bool found = false;
+    auto f = [&](Bytes b) {
+        if (b.size() == sizeof rec) {
+            std::memcpy(&rec, b.data(), sizeof rec);
+            found = true;
+        }
+    };
+    registry().dict_get(Bytes(reinterpret_cast<const std::byte*>(name.data()), name.size()), BytesSink(f));
+    if (!found) throw KeyError("mproc::Manager: nothing is published as '" + name + "'");
+    if (rec.kind != kind || rec.tag != type_tag)
+        throw SerializationError("mproc::Manager: '" + name +
+                                 "' is published as another container or element type than was asked for");
+    return SharedObject::attach(seg_, rec.off, kind, type_tag);
+}
+
+void SharedObject::publish_as(const std::string& name) const {
+    if (link_) return RemoteOps::publish(*this, name);
+    if (!seg_) throw ValueError("mproc::Manager: publishing an empty proxy");
+    SharedHeap(seg_).publish(name, *this);
+}
+
+void SharedHeap::mproc_export(HandleWriter& w) const { w.segment(seg_, seg_->data()); }
+
+SharedHeap SharedHeap::mproc_import(HandleReader& r) {
+    auto [seg, p] = r.segment(kHeapStart);
+    if (reinterpret_cast<const HeapHeader*>(p)->magic != kHeapMagic || p != seg->data())
+        throw SerializationError("a manager heap handle does not point at a manager heap");
+    return SharedHeap(std::move(seg));
 }
 
 // ---- dict ------------------------------------------------------------------------
@@ -507,6 +578,7 @@ void dict_put(const Heap& heap, ObjectHeader* o, std::uint64_t hash, Bytes key, 
 }  // namespace
 
 void SharedObject::dict_set(Bytes key, Bytes value) const {
+    if (link_) return RemoteOps::dict_set(*this, key, value);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     const std::uint64_t hash = hash_bytes(key);
@@ -516,6 +588,7 @@ void SharedObject::dict_set(Bytes key, Bytes value) const {
 }
 
 void SharedObject::dict_set_many(std::span<const Bytes> keys, std::span<const Bytes> values) const {
+    if (link_) return RemoteOps::dict_set_many(*this, keys, values);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     std::vector<std::uint64_t> hashes(keys.size());
@@ -528,6 +601,7 @@ void SharedObject::dict_set_many(std::span<const Bytes> keys, std::span<const By
 }
 
 bool SharedObject::dict_get(Bytes key, BytesSink sink) const {
+    if (link_) return RemoteOps::dict_get(*this, key, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     const std::uint64_t hash = hash_bytes(key);
@@ -546,6 +620,7 @@ bool SharedObject::dict_contains(Bytes key) const {
 }
 
 bool SharedObject::dict_erase(Bytes key, const BytesSink* sink) const {
+    if (link_) return RemoteOps::dict_erase(*this, key, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     const std::uint64_t hash = hash_bytes(key);
@@ -564,6 +639,7 @@ bool SharedObject::dict_erase(Bytes key, const BytesSink* sink) const {
 }
 
 bool SharedObject::dict_insert(Bytes key, Bytes value) const {
+    if (link_) return RemoteOps::dict_insert(*this, key, value);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     const std::uint64_t hash = hash_bytes(key);
@@ -576,6 +652,7 @@ bool SharedObject::dict_insert(Bytes key, Bytes value) const {
 }
 
 void SharedObject::dict_rewrite(Bytes key, Rewriter rewrite) const {
+    if (link_) return RemoteOps::dict_rewrite(*this, key, rewrite);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     const std::uint64_t hash = hash_bytes(key);
@@ -596,6 +673,7 @@ void SharedObject::dict_rewrite(Bytes key, Rewriter rewrite) const {
 }
 
 void SharedObject::dict_items(PairSink sink) const {
+    if (link_) return RemoteOps::dict_items(*this, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -613,6 +691,7 @@ void SharedObject::dict_items(PairSink sink) const {
 void SharedObject::list_append(Bytes value) const { list_extend(std::span<const Bytes>(&value, 1)); }
 
 void SharedObject::list_extend(std::span<const Bytes> values) const {
+    if (link_) return RemoteOps::list_extend(*this, values);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     if (values.empty()) return;
     Ctx c(seg_, off_);
@@ -633,6 +712,7 @@ void SharedObject::list_extend(std::span<const Bytes> values) const {
 }
 
 void SharedObject::list_at(std::int64_t index, BytesSink sink) const {
+    if (link_) return RemoteOps::list_at(*this, index, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -642,6 +722,7 @@ void SharedObject::list_at(std::int64_t index, BytesSink sink) const {
 }
 
 void SharedObject::list_set(std::int64_t index, Bytes value) const {
+    if (link_) return RemoteOps::list_set(*this, index, value);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     EntryGuard e{c.heap, c.heap.make_entry(0, {}, value)};
@@ -654,6 +735,7 @@ void SharedObject::list_set(std::int64_t index, Bytes value) const {
 }
 
 void SharedObject::list_rewrite(std::int64_t index, Rewriter rewrite) const {
+    if (link_) return RemoteOps::list_rewrite(*this, index, rewrite);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -667,6 +749,7 @@ void SharedObject::list_rewrite(std::int64_t index, Rewriter rewrite) const {
 }
 
 void SharedObject::list_insert(std::int64_t index, Bytes value) const {
+    if (link_) return RemoteOps::list_insert(*this, index, value);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     EntryGuard e{c.heap, c.heap.make_entry(0, {}, value)};
@@ -695,6 +778,7 @@ void SharedObject::list_insert(std::int64_t index, Bytes value) const {
 }
 
 void SharedObject::list_pop(std::int64_t index, BytesSink sink) const {
+    if (link_) return RemoteOps::list_pop(*this, index, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -716,6 +800,7 @@ void SharedObject::list_pop(std::int64_t index, BytesSink sink) const {
 }
 
 void SharedObject::list_items(BytesSink sink) const {
+    if (link_) return RemoteOps::list_items(*this, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -727,6 +812,7 @@ void SharedObject::list_items(BytesSink sink) const {
 // ---- value -----------------------------------------------------------------------
 
 void SharedObject::value_set(Bytes value) const {
+    if (link_) return RemoteOps::value_set(*this, value);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     EntryGuard e{c.heap, c.heap.make_entry(0, {}, value)};
@@ -737,6 +823,7 @@ void SharedObject::value_set(Bytes value) const {
 }
 
 void SharedObject::value_get(BytesSink sink) const {
+    if (link_) return RemoteOps::value_get(*this, sink);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -746,6 +833,7 @@ void SharedObject::value_get(BytesSink sink) const {
 }
 
 void SharedObject::value_rewrite(Rewriter rewrite) const {
+    if (link_) return RemoteOps::value_rewrite(*this, rewrite);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -760,6 +848,7 @@ void SharedObject::value_rewrite(Rewriter rewrite) const {
 // ---- any -------------------------------------------------------------------------
 
 std::size_t SharedObject::size() const {
+    if (link_) return RemoteOps::size(*this);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);
@@ -775,6 +864,7 @@ std::size_t SharedObject::size() const {
 }
 
 void SharedObject::clear() const {
+    if (link_) return RemoteOps::clear(*this);
     if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
     Ctx c(seg_, off_);
     Locked g(c.heap, c.o);

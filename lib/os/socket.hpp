@@ -6,6 +6,7 @@
 #include <span>
 #include <optional>
 #include <utility>
+#include <string>
 #include <vector>
 
 #include "os/os.hpp"
@@ -48,5 +49,22 @@ bool peer_closed(int sock) noexcept;
 /// poll(2) on several fds for POLLIN; returns the indexes that are ready
 /// (readable or hung up). Empty on timeout.
 std::vector<std::size_t> poll_readable(std::span<const int> fds, const Deadline& deadline);
+
+// ---- TCP (the remote manager) ---------------------------------------------
+
+/// A listening TCP socket on "host:port" ("[v6addr]:port"; empty host = all
+/// interfaces; port 0 = any free port). Returns it and the "host:port" it
+/// is bound to (numeric).
+std::pair<Fd, std::string> tcp_listen(const std::string& address);
+/// Connects to "host:port" (names resolved) before the deadline, with
+/// TCP_NODELAY and keep-alive. Throws OSError, or TimeoutError.
+Fd tcp_connect(const std::string& address, const Deadline& deadline);
+/// accept4(CLOEXEC), TCP_NODELAY and keep-alive; invalid Fd on EINTR/EAGAIN.
+Fd tcp_accept(int listener);
+/// Writes every byte (MSG_NOSIGNAL); false if the peer is gone.
+bool send_all(int fd, std::span<const std::byte> bytes) noexcept;
+/// Reads exactly bytes.size() bytes; false if the peer closed (or reset)
+/// first. Throws TimeoutError when the deadline passes.
+bool recv_all(int fd, std::span<std::byte> bytes, const Deadline& deadline);
 
 }  // namespace mproc::os

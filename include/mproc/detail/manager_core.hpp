@@ -21,11 +21,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "mproc/detail/segment.hpp"
+#include "mproc/duration.hpp"
 #include "mproc/detail/serialize_buffers.hpp"
 
 namespace mproc::detail {
@@ -116,6 +118,11 @@ private:
 
 enum class ObjectKind : std::uint32_t { dict = 1, list = 2, value = 3 };
 
+class SharedObject;
+/// A connection to a served manager (lib/manager/remote.cpp).
+class RemoteLink;
+using RemoteLinkPtr = std::shared_ptr<RemoteLink>;
+
 /// The manager's heap: creates objects, reports usage, and is shut down.
 class SharedHeap {
 public:
@@ -135,10 +142,45 @@ public:
     void shut_down() const;
     bool is_shut_down() const;
 
+    /// Names `obj` (an object of this heap) for lookup(), replacing any
+    /// object of that name.
+    void publish(const std::string& name, const SharedObject& obj) const;
+    /// The object published as `name`: KeyError if none, SerializationError
+    /// if it is another kind or type.
+    SharedObject lookup(const std::string& name, ObjectKind kind, std::uint64_t type_tag) const;
+
+    /// The heap as a handle (for the server process).
+    void mproc_export(HandleWriter& w) const;
+    static SharedHeap mproc_import(HandleReader& r);
+
 private:
+    friend class SharedObject;
     explicit SharedHeap(SegmentPtr seg) : seg_(std::move(seg)) {}
+    SharedObject registry() const;
     SegmentPtr seg_;
 };
+
+/// A server process answering remote proxies' operations on one heap.
+class ManagerServer {
+public:
+    /// Listens on `address` ("host:port", port 0 = any) and serves clients
+    /// that prove they know `authkey`. Returns once it is listening.
+    ManagerServer(const SharedHeap& heap, const std::string& address, const std::string& authkey);
+    ~ManagerServer();  // stop()
+    ManagerServer(const ManagerServer&) = delete;
+    ManagerServer& operator=(const ManagerServer&) = delete;
+    /// The bound "host:port".
+    const std::string& address() const noexcept { return address_; }
+    void stop();
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    std::string address_;
+};
+
+/// Connects to a served manager (AuthenticationError on a wrong authkey).
+RemoteLinkPtr remote_connect(const std::string& address, const std::string& authkey, Duration timeout);
 
 /// One container in a SharedHeap.
 class SharedObject {
@@ -147,6 +189,13 @@ public:
     /// A new, empty object. `type_tag` identifies the proxy's template
     /// arguments; a handle imported as another type is refused.
     static SharedObject create(const SharedHeap& heap, ObjectKind kind, std::uint64_t type_tag);
+    /// A new object on a served manager, or the one published as `name`.
+    static SharedObject create(const RemoteLinkPtr& link, ObjectKind kind, std::uint64_t type_tag);
+    static SharedObject lookup(const RemoteLinkPtr& link, const std::string& name, ObjectKind kind,
+                               std::uint64_t type_tag);
+    /// Publishes this object under `name` on its manager (local or remote).
+    void publish_as(const std::string& name) const;
+    bool is_remote() const noexcept { return static_cast<bool>(link_); }
 
     void mproc_export(HandleWriter& w) const;
     static SharedObject import(HandleReader& r, ObjectKind kind, std::uint64_t type_tag);
@@ -162,7 +211,8 @@ public:
     /// Inserts only if absent; true if it inserted.
     bool dict_insert(Bytes key, Bytes value) const;
     /// Replaces the value with rewrite(old) atomically; absent keys get
-    /// rewrite(nullptr).
+    /// rewrite(nullptr). On a connected manager rewrite may run more than
+    /// once (compare-and-swap with retries).
     void dict_rewrite(Bytes key, Rewriter rewrite) const;
     /// Every entry, under one lock hold, in table order.
     void dict_items(PairSink sink) const;
@@ -195,10 +245,23 @@ public:
 
     const SegmentPtr& segment() const noexcept { return seg_; }
 
+    /// The object at `off` in `seg`, checked to be a `kind` of `type_tag`
+    /// (SerializationError otherwise).
+    static SharedObject attach(SegmentPtr seg, std::uint64_t off, ObjectKind kind, std::uint64_t type_tag);
+    std::uint64_t offset() const noexcept { return off_; }
+    ObjectKind kind() const noexcept { return kind_; }
+    std::uint64_t type_tag() const noexcept { return tag_; }
+
 private:
-    SharedObject(SegmentPtr seg, std::uint64_t off) : seg_(std::move(seg)), off_(off) {}
+    friend struct RemoteOps;
+    friend class SharedHeap;
+    SharedObject(SegmentPtr seg, std::uint64_t off, ObjectKind kind, std::uint64_t tag)
+        : seg_(std::move(seg)), off_(off), kind_(kind), tag_(tag) {}
     SegmentPtr seg_;
+    RemoteLinkPtr link_;
     std::uint64_t off_ = 0;
+    ObjectKind kind_ = ObjectKind::dict;
+    std::uint64_t tag_ = 0;
 };
 
 /// getpid(), cached (the os layer's).
