@@ -38,9 +38,15 @@
 // leaves the container whole and unlocked (it may lose the heap block it
 // was writing). See detail/manager_core.hpp.
 //
+// Serving: mgr.serve("host:port", authkey) answers Manager::connect(address,
+// authkey) from other processes or machines over TCP; their proxies send
+// each operation to the server (see Manager below).
+//
 // Blocking: operations block only while another holds the container's lock
-// (a few memory accesses, or the length of a modify() function). After
-// shutdown() every operation throws mproc::ValueError, in every process.
+// (a few memory accesses, or the length of a modify() function); on a
+// connected manager, for a network round trip (EOFError if the server is
+// gone). After shutdown() every operation throws mproc::ValueError, in
+// every process.
 #pragma once
 
 #include <cstddef>
@@ -212,7 +218,7 @@ public:
     private:
         friend class DictProxy;
         Item(const DictProxy& d, const K& key) : d_(d), key_(key) {}
-        const DictProxy& d_;
+        DictProxy d_;
         K key_;
     };
     Item operator[](const K& key) const { return Item(*this, key); }
