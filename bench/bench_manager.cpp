@@ -69,6 +69,43 @@ double ops_per_sec(int procs, long ops, Body body) {
     });
 }
 
+// One producer process puts `n` ints on a manager Queue, this one gets them.
+double queue_items_per_sec(mproc::Manager& mgr, long n) {
+    return bench::median_of(kReps, [&] {
+        auto q = mgr.Queue<long>(1000);
+        mproc::Process p([](mproc::QueueProxy<long> q, long n) {
+            for (long i = 0; i < n; ++i) q.put(i);
+        }, q, n);
+        auto t0 = bench::Clock::now();
+        p.start();
+        for (long i = 0; i < n; ++i) q.get();
+        p.join();
+        return static_cast<double>(n) / bench::seconds_since(t0);
+    });
+}
+
+std::optional<double> python_queue_items_per_sec(long n) {
+    std::string code = R"PY(
+import multiprocessing as mp, time, statistics
+def produce(q, n):
+    for i in range(n): q.put(i)
+def once(n):
+    with mp.Manager() as m:
+        q = m.Queue(1000)
+        p = mp.Process(target=produce, args=(q, n))
+        t0 = time.perf_counter()
+        p.start()
+        for _ in range(n): q.get()
+        p.join()
+        return n / (time.perf_counter() - t0)
+if __name__ == "__main__":
+    mp.set_start_method("fork")
+    print(statistics.median(once(N) for _ in range(3)))
+)PY";
+    code.replace(code.find("once(N)"), 7, "once(" + std::to_string(n) + ")");
+    return bench::python_figure(code);
+}
+
 // ---- Boost.Interprocess -----------------------------------------------------------
 
 using Segment = bip::managed_external_buffer;
@@ -169,6 +206,9 @@ int main(int argc, char** argv) {
     const double b1 = ops_per_sec(1, kOps, [&](int w) { boost_ops(seg, bd, kOps, w); });
     const double b2 = ops_per_sec(2, kOps, [&](int w) { boost_ops(seg, bd, kOps, w); });
 
+    const double mq = queue_items_per_sec(mgr, 200'000);
+    const auto pq = python_queue_items_per_sec(10'000);
+
     const long py_ops = 20'000;
     const auto p1 = python_ops(1, py_ops);
     const auto p2 = python_ops(2, py_ops / 2);
@@ -187,6 +227,11 @@ int main(int argc, char** argv) {
         bench::ratio("mproc / Python, 2 processes", m2 / *p2);
         bench::ratio("mproc connected / Python, 1 process", r1 / *p1);
         bench::ratio("mproc connected / Python, 2 processes", r2 / *p2);
+        if (pq) {
+            bench::row("mproc Manager Queue<long>, 1 -> 1 process", mq, "items/s");
+            bench::row("Python Manager().Queue(), 1 -> 1 process", *pq, "items/s");
+            bench::ratio("mproc / Python, Queue", mq / *pq);
+        }
     } else {
         std::printf("  (python3 not available: no Python comparison)\n");
     }

@@ -41,8 +41,8 @@ struct LoadedBike {
 constexpr auto kPickTime = 5ms;
 constexpr auto kRideTime = 10ms;
 
-void order_picker(int n, mproc::JoinableQueue<std::optional<int>> orders, mproc::Queue<int> empty_bikes,
-                  mproc::Queue<std::optional<LoadedBike>> loaded_bikes) {
+void order_picker(int n, mproc::QueueProxy<std::optional<int>> orders, mproc::QueueProxy<int> empty_bikes,
+                  mproc::QueueProxy<std::optional<LoadedBike>> loaded_bikes) {
     while (std::optional<int> order = orders.get()) {
         int bike = -1;
         for (;;) {  // as the seed: wait for a bike in 1 s steps
@@ -58,8 +58,8 @@ void order_picker(int n, mproc::JoinableQueue<std::optional<int>> orders, mproc:
     }
 }
 
-void messenger(int n, mproc::Queue<std::optional<LoadedBike>> loaded_bikes, mproc::Queue<int> empty_bikes,
-               mproc::JoinableQueue<std::optional<int>> orders, mproc::ListProxy<int> delivered,
+void messenger(int n, mproc::QueueProxy<std::optional<LoadedBike>> loaded_bikes, mproc::QueueProxy<int> empty_bikes,
+               mproc::QueueProxy<std::optional<int>> orders, mproc::ListProxy<int> delivered,
                mproc::DictProxy<int, int> rides) {
     while (std::optional<LoadedBike> load = loaded_bikes.get()) {
         std::this_thread::sleep_for(kRideTime);

@@ -101,8 +101,8 @@ struct Order {
     void serialize(A& a, unsigned) { a & id & bike; }
 };
 
-void order_picker(mproc::JoinableQueue<int> orders, mproc::Queue<int> empty_bikes,
-                  mproc::Queue<Order> loaded_bikes) {
+void order_picker(mproc::QueueProxy<int> orders, mproc::QueueProxy<int> empty_bikes,
+                  mproc::QueueProxy<Order> loaded_bikes) {
     for (;;) {
         int order = orders.get(kLong);
         if (order < 0) return;
@@ -111,7 +111,7 @@ void order_picker(mproc::JoinableQueue<int> orders, mproc::Queue<int> empty_bike
     }
 }
 
-void messenger(mproc::Queue<Order> loaded_bikes, mproc::Queue<int> empty_bikes, mproc::JoinableQueue<int> orders,
+void messenger(mproc::QueueProxy<Order> loaded_bikes, mproc::QueueProxy<int> empty_bikes, mproc::QueueProxy<int> orders,
                mproc::ListProxy<int> delivered, mproc::DictProxy<int, int> per_bike) {
     for (;;) {
         Order o = loaded_bikes.get(kLong);
@@ -579,6 +579,20 @@ TEST_CASE("Manager served over TCP: a connected manager shares containers by nam
     REQUIRE(v.modify([](std::string& s) { s += "!"; }) == "v!");
     REQUIRE(v.get() == "v!");
     REQUIRE_THROWS_AS(remote.Lock(), mproc::ValueError);
+    // A queue on the server: put here, get there.
+    auto q = remote.Queue<std::string>(2);
+    q.put("one");
+    q.put("two");
+    REQUIRE(q.full());
+    REQUIRE_THROWS_AS(q.put("three", mproc::Duration(0.05)), mproc::Full);
+    REQUIRE(q.get() == "one");
+    REQUIRE(q.qsize() == 1);
+    REQUIRE(q.get_nowait() == "two");
+    REQUIRE_THROWS_AS(q.get(mproc::Duration(0.05)), mproc::Empty);
+    REQUIRE_FALSE(q.join(mproc::Duration(0)));
+    q.task_done();
+    q.task_done();
+    REQUIRE(q.join(mproc::Duration(0)));
     // Remote proxies do not travel as handles.
     REQUIRE_THROWS_AS(mproc::dumps(d), mproc::ValueError);
 
@@ -644,4 +658,110 @@ TEST_CASE("Manager served over TCP: garbage from a client costs only that connec
     }
     auto remote = mproc::Manager::connect(address);
     REQUIRE(remote.lookup<mproc::DictProxy<int, int>>("d").at(1) == 1);
+}
+
+TEST_CASE("Manager Queue: FIFO, bounds, timeouts, task_done and join", "[manager][queue]") {
+    mproc::Manager mgr;
+    auto q = mgr.Queue<std::string>(3);
+    REQUIRE(q.empty());
+    q.put("a");
+    q.put("b");
+    q.put_nowait("c");
+    REQUIRE(q.full());
+    REQUIRE_THROWS_AS(q.put_nowait("d"), mproc::Full);
+    REQUIRE_THROWS_AS(q.put("d", mproc::Duration(0.02)), mproc::Full);
+    REQUIRE(q.get() == "a");
+    q.put("d");  // wraps around the ring
+    REQUIRE(q.get() == "b");
+    REQUIRE(q.get() == "c");
+    REQUIRE(q.get() == "d");
+    REQUIRE_FALSE(q.try_get().has_value());
+    REQUIRE_THROWS_AS(q.get_nowait(), mproc::Empty);
+    REQUIRE_THROWS_AS(q.get(mproc::Duration(0.02)), mproc::Empty);
+    REQUIRE_FALSE(q.join(mproc::Duration(0)));  // four put, none done
+    for (int i = 0; i < 4; ++i) q.task_done();
+    REQUIRE(q.join(mproc::Duration(0)));
+    REQUIRE_THROWS_AS(q.task_done(), mproc::ValueError);
+    // Unbounded: grows past any ring size, keeps order.
+    auto big = mgr.Queue<int>();
+    for (int i = 0; i < 10000; ++i) big.put(i);
+    REQUIRE(big.qsize() == 10000);
+    for (int i = 0; i < 10000; ++i) REQUIRE(big.get() == i);
+}
+
+TEST_CASE("Manager Queue: producers and consumers across fork and spawn, and pool tasks",
+          "[manager][queue][process]") {
+    mproc::Pool pool(2);  // started before the manager exists
+    mproc::Manager mgr;
+    auto q = mgr.Queue<long>(16);
+    auto results = mgr.Queue<long>();
+    std::vector<mproc::Process> consumers;
+    for (int i = 0; i < 2; ++i) {
+        consumers.emplace_back(
+            [](mproc::QueueProxy<long> q, mproc::QueueProxy<long> results) {
+                long sum = 0;
+                for (long x; (x = q.get(kLong)) >= 0;) sum += x;
+                results.put(sum);
+            },
+            q, results);
+        // The Pool's threads make fork unsafe here: forkserver and spawn.
+        consumers.back().start_method(i ? mproc::StartMethod::spawn : mproc::StartMethod::forkserver).start();
+    }
+    // Pool tasks put into the manager queue too (a bounded one: they block
+    // until the consumers make room).
+    std::vector<std::tuple<mproc::QueueProxy<long>, long>> args;
+    for (long i = 1; i <= 100; ++i) args.emplace_back(q, i);
+    pool.starmap([](mproc::QueueProxy<long> q, long i) { q.put(i, kLong); return 0; }, args);
+    for (long i = 101; i <= 200; ++i) q.put(i);
+    q.put(-1);
+    q.put(-1);
+    long total = results.get(kLong) + results.get(kLong);
+    REQUIRE(total == 200 * 201 / 2);
+    for (auto& c : consumers) {
+        REQUIRE(c.join(kLong));
+        REQUIRE(c.exitcode() == 0);
+    }
+}
+
+TEST_CASE("Manager Queue: a consumer killed while waiting does not lose items or block others",
+          "[manager][queue][crash][process]") {
+    mproc::Manager mgr;
+    auto q = mgr.Queue<int>();
+    mproc::Event waiting;
+    mproc::Process p(
+        [](mproc::QueueProxy<int> q, mproc::Event waiting) {
+            waiting.set();
+            (void)q.get();  // blocks: nothing is put until it is dead
+        },
+        q, waiting);
+    p.start_method(mproc::StartMethod::fork).start();
+    REQUIRE(waiting.wait(kLong));
+    ::kill(static_cast<pid_t>(*p.pid()), SIGKILL);
+    REQUIRE(p.join(kLong));
+    q.put(7);
+    REQUIRE(q.get(kLong) == 7);
+    REQUIRE(q.empty());
+}
+
+TEST_CASE("Manager shutdown wakes a process blocked on a manager Queue", "[manager][queue][shutdown][process]") {
+    auto mgr = std::make_unique<mproc::Manager>();
+    auto q = mgr->Queue<int>();
+    mproc::Event waiting;
+    auto outcome = mproc::Value<int>(0);
+    mproc::Process p(
+        [](mproc::QueueProxy<int> q, mproc::Event waiting, mproc::Value<int> outcome) {
+            waiting.set();
+            try {
+                (void)q.get();
+                outcome.store(1);
+            } catch (const mproc::ValueError&) {
+                outcome.store(2);
+            }
+        },
+        q, waiting, outcome);
+    p.start_method(mproc::StartMethod::fork).start();
+    REQUIRE(waiting.wait(kLong));
+    mgr->shutdown();
+    REQUIRE(p.join(kLong));
+    REQUIRE(outcome.load() == 2);
 }

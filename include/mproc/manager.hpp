@@ -24,12 +24,13 @@
 // process holding them are gone. Containers live as long as the manager
 // (clear() gives a container's entries back).
 //
-// Proxies (DictProxy, ListProxy, ValueProxy, NamespaceProxy) are handles:
-// cheap to copy, a copy refers to the same container; pass them to Process
-// targets (fork or spawn) and to a Pool's initargs, or to pool tasks of a
-// fork-started Pool created after the Manager. Queue(), Lock(), Event() and
-// the other sync factories return the ordinary mproc objects, which are
-// handles already.
+// Proxies (DictProxy, ListProxy, ValueProxy, NamespaceProxy, QueueProxy)
+// are handles: cheap to copy, a copy refers to the same container; pass
+// them to Process targets (fork or spawn), as pool task arguments, or
+// through queues, to processes started before the manager too (they reopen
+// its memory through /proc while the sender lives). Lock(), Event() and the
+// other sync factories return the ordinary mproc objects, which are handles
+// already.
 //
 // Atomicity and crashes: each operation takes its container's robust lock,
 // so each is atomic with respect to every other operation on that
@@ -438,6 +439,62 @@ private:
     detail::SharedObject obj_;
 };
 
+/// A queue in a Manager: QueueProxy<T> from Manager::Queue<T>() or
+/// JoinableQueue<T>() (Python's manager.Queue(), a queue.Queue proxy). It
+/// lives in the manager's heap, so it goes wherever proxies go: into pool
+/// tasks, through other queues, to connected managers on other machines.
+/// For the fastest queue between local processes, use mproc::Queue.
+template <class T>
+class QueueProxy {
+public:
+    QueueProxy() = default;
+
+    /// Waits for room in a bounded queue; Full after `timeout`.
+    void put(const T& item, Timeout timeout = std::nullopt) const {
+        detail::ScratchOutBuf b;
+        if (!obj_.queue_put(detail::encode_stored(b, item), timeout)) throw Full();
+    }
+    void put_nowait(const T& item) const { put(item, Duration(0)); }
+    /// Waits for an item; Empty after `timeout`.
+    T get(Timeout timeout = std::nullopt) const {
+        std::optional<T> out = take(timeout);
+        if (!out) throw Empty();
+        return std::move(*out);
+    }
+    T get_nowait() const { return get(Duration(0)); }
+    /// An item if one comes within `timeout` (default: now), else nullopt.
+    std::optional<T> try_get(Timeout timeout = Duration(0)) const { return take(timeout); }
+    std::size_t qsize() const { return obj_.size(); }
+    bool empty() const { return qsize() == 0; }
+    bool full() const {
+        const std::size_t m = obj_.queue_maxsize();
+        return m != 0 && qsize() >= m;
+    }
+    /// JoinableQueue: marks one item taken by get() as processed.
+    void task_done() const { obj_.queue_task_done(); }
+    /// JoinableQueue: waits until every item put has been task_done();
+    /// false on timeout.
+    bool join(Timeout timeout = std::nullopt) const { return obj_.queue_join(timeout); }
+
+    void mproc_export(detail::HandleWriter& w) const { obj_.mproc_export(w); }
+    static QueueProxy mproc_import(detail::HandleReader& r) {
+        return QueueProxy(detail::SharedObject::import(r, kind, tag()));
+    }
+
+private:
+    friend class Manager;
+    static constexpr detail::ObjectKind kind = detail::ObjectKind::queue;
+    static constexpr std::uint64_t tag() { return detail::proxy_type_tag<QueueProxy>(); }
+    explicit QueueProxy(detail::SharedObject obj) : obj_(std::move(obj)) { detail::check_storable<T>(); }
+    std::optional<T> take(Timeout timeout) const {
+        std::optional<T> out;
+        auto f = [&](detail::Bytes b) { out = detail::decode_item<T>(b); };
+        obj_.queue_get(detail::BytesSink(f), timeout);
+        return out;
+    }
+    detail::SharedObject obj_;
+};
+
 struct ManagerOptions {
     /// Address space the manager's heap may grow to. Only what containers
     /// use is backed by memory; past this, operations throw mproc::Error.
@@ -454,7 +511,7 @@ struct ManagerOptions {
 /// proxy) on either side, lookup<Proxy>(name) on either side. Both ends
 /// prove they know the authkey (HMAC-SHA256 challenge, both ways); the
 /// traffic itself is not encrypted. A connected Manager shares dicts,
-/// lists, Values and Namespaces; its Queue/Lock factories throw. On a
+/// lists, Values, Namespaces and Queues; its Lock/Event/... factories throw. On a
 /// connected manager modify() is a compare-and-swap loop: the function may
 /// run more than once.
 class Manager {
@@ -546,14 +603,17 @@ public:
         return Proxy(heap().lookup(name, Proxy::kind, Proxy::tag()));
     }
 
-    /// The queue and sync factories return mproc's own shared objects.
+    /// manager.Queue(maxsize): a queue in the manager (0 = unbounded).
     template <class T>
-    mproc::Queue<T> Queue(std::size_t maxsize = 0) const { local("Queue"); return mproc::Queue<T>(maxsize); }
-    template <class T>
-    mproc::JoinableQueue<T> JoinableQueue(std::size_t maxsize = 0) const {
-        local("JoinableQueue");
-        return mproc::JoinableQueue<T>(maxsize);
+    QueueProxy<T> Queue(std::size_t maxsize = 0) const {
+        return QueueProxy<T>(make(QueueProxy<T>::kind, QueueProxy<T>::tag(), maxsize));
     }
+    /// manager.JoinableQueue(maxsize): the same queue; task_done() and
+    /// join() work on every QueueProxy.
+    template <class T>
+    QueueProxy<T> JoinableQueue(std::size_t maxsize = 0) const { return Queue<T>(maxsize); }
+
+    /// The sync factories return mproc's own shared objects (handles).
     template <class T>
     mproc::Array<T> Array(std::size_t n) const { local("Array"); return mproc::Array<T>(n); }
     mproc::Lock Lock() const { local("Lock"); return mproc::Lock(); }
@@ -603,12 +663,12 @@ private:
         check_running();
         if (link_)
             throw ValueError(std::string("mproc::Manager::") + what +
-                             ": a connected Manager shares dicts, lists, Values and Namespaces only; "
-                             "create queues and locks on the machine whose processes use them");
+                             ": a connected Manager shares dicts, lists, Values, Namespaces and Queues; "
+                             "create locks and events on the machine whose processes use them");
     }
-    detail::SharedObject make(detail::ObjectKind kind, std::uint64_t tag) const {
-        if (link_) return detail::SharedObject::create(link_, kind, tag);
-        return detail::SharedObject::create(heap(), kind, tag);
+    detail::SharedObject make(detail::ObjectKind kind, std::uint64_t tag, std::uint64_t maxsize = 0) const {
+        if (link_) return detail::SharedObject::create(link_, kind, tag, maxsize);
+        return detail::SharedObject::create(heap(), kind, tag, maxsize);
     }
 
     detail::SharedHeap heap_;

@@ -71,8 +71,10 @@ struct ObjectHeader {
     std::uint64_t type_tag;
     pthread_mutex_t mu;
     std::atomic<std::uint64_t> table;
-    std::atomic<std::uint64_t> count;
-    std::atomic<std::uint64_t> tombs;
+    std::atomic<std::uint64_t> count;   // dict: live keys; queue: unfinished tasks
+    std::atomic<std::uint64_t> tombs;   // dict: deleted slots; queue: maxsize (0: none)
+    std::atomic<std::uint32_t> seq;     // queue: bumped by every change (a futex)
+    std::atomic<std::uint32_t> waiters; // queue: processes sleeping on seq
 };
 
 struct EntryHeader {
@@ -453,7 +455,8 @@ bool SharedHeap::is_shut_down() const {
 
 // ---- SharedObject: creation and handles ---------------------------------------
 
-SharedObject SharedObject::create(const SharedHeap& sh, ObjectKind kind, std::uint64_t type_tag) {
+SharedObject SharedObject::create(const SharedHeap& sh, ObjectKind kind, std::uint64_t type_tag,
+                                  std::uint64_t maxsize) {
     const Segment& seg = *sh.segment();
     Heap heap(seg);
     if (heap.header().shut.load(std::memory_order_relaxed))
@@ -462,6 +465,7 @@ SharedObject SharedObject::create(const SharedHeap& sh, ObjectKind kind, std::ui
     auto* o = new (heap.at(off)) ObjectHeader{};
     o->kind = kind;
     o->type_tag = type_tag;
+    o->tombs.store(kind == ObjectKind::queue ? maxsize : 0, std::memory_order_relaxed);
     os::robust_mutex_init(&o->mu, false);
     o->magic = kObjectMagic;
     return SharedObject(sh.segment(), off, kind, type_tag);
@@ -845,6 +849,152 @@ void SharedObject::value_rewrite(Rewriter rewrite) const {
     c.heap.free(old);
 }
 
+// ---- queue -----------------------------------------------------------------------
+//
+// table = ring: [state = head << 32 | length][slot ...]; capacity from its
+// block size. A put writes the slot, then the state; a get reads the slot,
+// then stores the state, then frees the entry: each a single store.
+
+namespace {
+
+constexpr std::uint64_t kLenMask = 0xffffffffull;
+
+struct Ring {
+    std::uint64_t* words = nullptr;
+    std::uint64_t cap = 0;
+    std::uint64_t state() const { return words ? load(words[0]) : 0; }
+    std::uint64_t* slots() const { return words + 1; }
+};
+
+Ring ring_of(const Heap& heap, std::uint64_t off) {
+    if (off == 0) return {};
+    return {heap.at<std::uint64_t>(off), heap.payload_capacity(off) / sizeof(std::uint64_t) - 1};
+}
+
+/// The ring with room for one more item (a bigger one, in order, if full).
+Ring ring_room(const Heap& heap, ObjectHeader* o) {
+    Ring r = ring_of(heap, o->table.load(std::memory_order_relaxed));
+    const std::uint64_t st = r.state(), head = st >> 32, len = st & kLenMask;
+    if (len < r.cap) return r;
+    if (len >= kLenMask) throw Error("mproc::Manager: a queue holds at most 2^32 - 1 items");
+    const std::uint64_t off = heap.alloc((std::max<std::uint64_t>(r.cap * 2, 8) + 1) * sizeof(std::uint64_t));
+    Ring n = ring_of(heap, off);
+    for (std::uint64_t i = 0; i < len; ++i) n.slots()[i] = load(r.slots()[(head + i) % r.cap]);
+    n.words[0] = len;  // head 0
+    const std::uint64_t old = o->table.load(std::memory_order_relaxed);
+    o->table.store(off, std::memory_order_release);
+    heap.free(old);
+    return n;
+}
+
+void changed(ObjectHeader* o) {
+    o->seq.fetch_add(1, std::memory_order_release);
+    if (o->waiters.load(std::memory_order_seq_cst) != 0) os::futex_wake(&o->seq, INT32_MAX);
+}
+
+/// Sleeps until the queue changes from `seen`, the deadline passes (false),
+/// or a slice ends (so a shut-down manager is noticed).
+bool wait_change(ObjectHeader* o, std::uint32_t seen, const os::Deadline& deadline) {
+    if (os::spin_until([&] { return o->seq.load(std::memory_order_acquire) != seen; }, os::spin_budget_ns()))
+        return true;
+    if (deadline.expired()) return false;
+    const os::Deadline slice = os::Deadline::after(Duration(0.25));
+    const os::Deadline& until = !deadline.is_never() && deadline.remaining() <= slice.remaining() ? deadline : slice;
+    o->waiters.fetch_add(1, std::memory_order_seq_cst);
+    os::futex_wait(&o->seq, seen, until);
+    o->waiters.fetch_sub(1, std::memory_order_relaxed);
+    return !deadline.expired() || o->seq.load(std::memory_order_acquire) != seen;
+}
+
+}  // namespace
+
+bool SharedObject::queue_put(Bytes value, Timeout timeout) const {
+    if (link_) return RemoteOps::queue_put(*this, value, timeout);
+    if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
+    Ctx c(seg_, off_);
+    const os::Deadline deadline = os::Deadline::after(timeout);
+    EntryGuard e{c.heap, c.heap.make_entry(0, {}, value)};
+    for (;;) {
+        std::uint32_t seen;
+        {
+            Locked g(c.heap, c.o);
+            const std::uint64_t maxsize = c.o->tombs.load(std::memory_order_relaxed);
+            Ring r = ring_of(c.heap, c.o->table.load(std::memory_order_relaxed));
+            const std::uint64_t len = r.state() & kLenMask;
+            if (maxsize == 0 || len < maxsize) {
+                r = ring_room(c.heap, c.o);
+                const std::uint64_t st = r.state(), head = st >> 32;
+                store(r.slots()[(head + len) % r.cap], e.release());
+                store(r.words[0], (head << 32) | (len + 1));
+                c.o->count.fetch_add(1, std::memory_order_relaxed);
+                changed(c.o);
+                return true;
+            }
+            seen = c.o->seq.load(std::memory_order_acquire);
+        }
+        if (!wait_change(c.o, seen, deadline)) return false;
+    }
+}
+
+bool SharedObject::queue_get(BytesSink sink, Timeout timeout) const {
+    if (link_) return RemoteOps::queue_get(*this, sink, timeout);
+    if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
+    Ctx c(seg_, off_);
+    const os::Deadline deadline = os::Deadline::after(timeout);
+    for (;;) {
+        std::uint32_t seen;
+        {
+            Locked g(c.heap, c.o);
+            const Ring r = ring_of(c.heap, c.o->table.load(std::memory_order_relaxed));
+            const std::uint64_t st = r.state(), head = st >> 32, len = st & kLenMask;
+            if (len > 0) {
+                const std::uint64_t e = load(r.slots()[head]);
+                sink(c.heap.entry_value(e));
+                store(r.words[0], (((head + 1) % r.cap) << 32) | (len - 1));
+                c.heap.free(e);
+                changed(c.o);
+                return true;
+            }
+            seen = c.o->seq.load(std::memory_order_acquire);
+        }
+        if (!wait_change(c.o, seen, deadline)) return false;
+    }
+}
+
+void SharedObject::queue_task_done() const {
+    if (link_) return RemoteOps::queue_task_done(*this);
+    if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
+    Ctx c(seg_, off_);
+    Locked g(c.heap, c.o);
+    if (c.o->count.load(std::memory_order_relaxed) == 0)
+        throw ValueError("mproc Queue: task_done() called more times than there were items");
+    c.o->count.fetch_sub(1, std::memory_order_relaxed);
+    changed(c.o);
+}
+
+bool SharedObject::queue_join(Timeout timeout) const {
+    if (link_) return RemoteOps::queue_join(*this, timeout);
+    if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
+    Ctx c(seg_, off_);
+    const os::Deadline deadline = os::Deadline::after(timeout);
+    for (;;) {
+        std::uint32_t seen;
+        {
+            Locked g(c.heap, c.o);
+            if (c.o->count.load(std::memory_order_relaxed) == 0) return true;
+            seen = c.o->seq.load(std::memory_order_acquire);
+        }
+        if (!wait_change(c.o, seen, deadline)) return false;
+    }
+}
+
+std::size_t SharedObject::queue_maxsize() const {
+    if (link_) return RemoteOps::queue_maxsize(*this);
+    if (!seg_) throw ValueError("mproc::Manager: using an empty proxy");
+    Ctx c(seg_, off_);
+    return c.o->tombs.load(std::memory_order_relaxed);
+}
+
 // ---- any -------------------------------------------------------------------------
 
 std::size_t SharedObject::size() const {
@@ -859,6 +1009,8 @@ std::size_t SharedObject::size() const {
             return array_of(c.heap, c.o->table.load(std::memory_order_relaxed)).size();
         case ObjectKind::value:
             return c.o->table.load(std::memory_order_relaxed) != 0;
+        case ObjectKind::queue:
+            return ring_of(c.heap, c.o->table.load(std::memory_order_relaxed)).state() & kLenMask;
     }
     return 0;
 }
@@ -873,8 +1025,10 @@ void SharedObject::clear() const {
     // Unlink everything with one store, then free at leisure: a kill
     // midway loses the rest to the heap, never to a half-cleared container.
     c.o->table.store(0, std::memory_order_release);
-    c.o->count.store(0, std::memory_order_relaxed);
-    c.o->tombs.store(0, std::memory_order_relaxed);
+    if (c.o->kind == ObjectKind::dict) {
+        c.o->count.store(0, std::memory_order_relaxed);
+        c.o->tombs.store(0, std::memory_order_relaxed);
+    }
     switch (c.o->kind) {
         case ObjectKind::dict: {
             const Table t = table_of(c.heap, word);
@@ -892,6 +1046,14 @@ void SharedObject::clear() const {
         case ObjectKind::value:
             c.heap.free(word);
             break;
+        case ObjectKind::queue: {
+            const Ring r = ring_of(c.heap, word);
+            const std::uint64_t st = r.state(), head = st >> 32, len = st & kLenMask;
+            for (std::uint64_t i = 0; i < len; ++i) c.heap.free(load(r.slots()[(head + i) % r.cap]));
+            c.heap.free(word);
+            changed(c.o);
+            break;
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 // client side of the proxies of a connected Manager. See remote.hpp.
 #include "manager/remote.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <mutex>
 #include <optional>
@@ -30,6 +31,7 @@ enum class Op : std::uint8_t {
     list_extend = 30, list_at, list_set, list_insert, list_pop, list_items, list_cas,
     value_set = 50, value_get, value_cas,
     size = 60, clear,
+    queue_put = 70, queue_get, queue_task_done, queue_join, queue_maxsize,
 };
 
 enum class Status : std::uint8_t {
@@ -163,6 +165,13 @@ void answer_challenge(int fd, const std::string& authkey, const os::Deadline& de
 // ---- server ----------------------------------------------------------------------
 
 struct Conflict {};
+struct ClientGone {};
+
+std::int64_t timeout_ns(Timeout t) {
+    if (!t) return -1;
+    const double ns = std::max(0.0, t->count()) * 1e9;
+    return ns > 9e18 ? -1 : static_cast<std::int64_t>(ns);
+}
 
 /// Builds a reply: [u32 length][status u8][n u32][fields].
 class ReplyWriter {
@@ -197,7 +206,7 @@ private:
 
 bool same(Bytes a, Bytes b) { return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size()) == 0); }
 
-void handle(const SharedHeap& heap, FrameReader& in, ReplyWriter& out) {
+void handle(const SharedHeap& heap, FrameReader& in, ReplyWriter& out, int client) {
     const auto op = static_cast<Op>(in.get<std::uint8_t>());
     const auto off = in.get<std::uint64_t>();
     const auto kind = static_cast<ObjectKind>(in.get<std::uint32_t>());
@@ -223,9 +232,44 @@ void handle(const SharedHeap& heap, FrameReader& in, ReplyWriter& out) {
             return next;
         };
     };
+    // A blocking queue call waits in slices, so a client that hangs up is
+    // noticed (and its thread freed) instead of waiting forever.
+    auto blocking = [&](auto attempt) {
+        const os::Deadline deadline =
+            index < 0 ? os::Deadline::never() : os::Deadline::after(Duration(static_cast<double>(index) * 1e-9));
+        for (;;) {
+            Timeout slice = Duration(0.2);
+            if (!deadline.is_never()) slice = std::min(*slice, *deadline.remaining());
+            if (attempt(slice)) return true;
+            if (deadline.expired()) return false;
+            if (os::peer_closed(client)) throw ClientGone{};
+        }
+    };
     switch (op) {
         case Op::create:
-            out.value(SharedObject::create(heap, kind, tag).offset());
+            out.value(SharedObject::create(heap, kind, tag, index > 0 ? static_cast<std::uint64_t>(index) : 0).offset());
+            return;
+        case Op::queue_put: {
+            need(1);
+            const SharedObject q = obj();
+            if (!blocking([&](Timeout t) { return q.queue_put(f[0], t); })) out.status(Status::absent);
+            return;
+        }
+        case Op::queue_get: {
+            const SharedObject q = obj();
+            if (!blocking([&](Timeout t) { return q.queue_get(sink, t); })) out.status(Status::absent);
+            return;
+        }
+        case Op::queue_task_done:
+            obj().queue_task_done();
+            return;
+        case Op::queue_join: {
+            const SharedObject q = obj();
+            if (!blocking([&](Timeout t) { return q.queue_join(t); })) out.status(Status::absent);
+            return;
+        }
+        case Op::queue_maxsize:
+            out.value(static_cast<std::uint64_t>(obj().queue_maxsize()));
             return;
         case Op::lookup:
             need(1);
@@ -344,7 +388,9 @@ void serve_connection(int raw_fd, SharedHeap heap, std::string authkey) {
             out.reset();
             try {
                 FrameReader r(in);
-                handle(heap, r, out);
+                handle(heap, r, out, fd.get());
+            } catch (const ClientGone&) {
+                return;
             } catch (const KeyError& e) {
                 out.error(Status::key_error, e.what());
             } catch (const IndexError& e) {
@@ -552,8 +598,9 @@ SharedObject RemoteOps::make(RemoteLinkPtr link, std::uint64_t off, ObjectKind k
     return o;
 }
 
-SharedObject SharedObject::create(const RemoteLinkPtr& link, ObjectKind kind, std::uint64_t type_tag) {
-    auto w = request(Op::create, 0, kind, type_tag, 0, {});
+SharedObject SharedObject::create(const RemoteLinkPtr& link, ObjectKind kind, std::uint64_t type_tag,
+                                  std::uint64_t maxsize) {
+    auto w = request(Op::create, 0, kind, type_tag, static_cast<std::int64_t>(maxsize), {});
     return RemoteOps::make(link, u64_field(link->call(w)), kind, type_tag);
 }
 
@@ -704,6 +751,27 @@ void RemoteOps::value_rewrite(const SharedObject& o, Rewriter rewrite) {
         },
         [&](bool present, Bytes expected, Bytes next) { return call(Op::value_cas, present ? 1 : 0, {expected, next}); },
         rewrite);
+}
+
+bool RemoteOps::queue_put(const SharedObject& o, Bytes value, Timeout timeout) {
+    return MPROC_REMOTE_CALL(o)(Op::queue_put, timeout_ns(timeout), {value}).status == Status::ok;
+}
+
+bool RemoteOps::queue_get(const SharedObject& o, BytesSink sink, Timeout timeout) {
+    auto r = MPROC_REMOTE_CALL(o)(Op::queue_get, timeout_ns(timeout), {});
+    if (r.status == Status::absent) return false;
+    sink(first(r));
+    return true;
+}
+
+void RemoteOps::queue_task_done(const SharedObject& o) { MPROC_REMOTE_CALL(o)(Op::queue_task_done, 0, {}); }
+
+bool RemoteOps::queue_join(const SharedObject& o, Timeout timeout) {
+    return MPROC_REMOTE_CALL(o)(Op::queue_join, timeout_ns(timeout), {}).status == Status::ok;
+}
+
+std::size_t RemoteOps::queue_maxsize(const SharedObject& o) {
+    return static_cast<std::size_t>(u64_field(MPROC_REMOTE_CALL(o)(Op::queue_maxsize, 0, {})));
 }
 
 std::size_t RemoteOps::size(const SharedObject& o) {

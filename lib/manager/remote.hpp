@@ -36,6 +36,11 @@ struct RemoteOps {
     static void value_set(const SharedObject& o, Bytes value);
     static void value_get(const SharedObject& o, BytesSink sink);
     static void value_rewrite(const SharedObject& o, Rewriter rewrite);
+    static bool queue_put(const SharedObject& o, Bytes value, Timeout timeout);
+    static bool queue_get(const SharedObject& o, BytesSink sink, Timeout timeout);
+    static void queue_task_done(const SharedObject& o);
+    static bool queue_join(const SharedObject& o, Timeout timeout);
+    static std::size_t queue_maxsize(const SharedObject& o);
     static std::size_t size(const SharedObject& o);
     static void clear(const SharedObject& o);
     static void publish(const SharedObject& o, const std::string& name);

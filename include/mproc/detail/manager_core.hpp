@@ -116,7 +116,7 @@ private:
     std::vector<std::byte> buf_;
 };
 
-enum class ObjectKind : std::uint32_t { dict = 1, list = 2, value = 3 };
+enum class ObjectKind : std::uint32_t { dict = 1, list = 2, value = 3, queue = 4 };
 
 class SharedObject;
 /// A connection to a served manager (lib/manager/remote.cpp).
@@ -188,9 +188,11 @@ public:
     SharedObject() = default;
     /// A new, empty object. `type_tag` identifies the proxy's template
     /// arguments; a handle imported as another type is refused.
-    static SharedObject create(const SharedHeap& heap, ObjectKind kind, std::uint64_t type_tag);
+    static SharedObject create(const SharedHeap& heap, ObjectKind kind, std::uint64_t type_tag,
+                               std::uint64_t maxsize = 0);
     /// A new object on a served manager, or the one published as `name`.
-    static SharedObject create(const RemoteLinkPtr& link, ObjectKind kind, std::uint64_t type_tag);
+    static SharedObject create(const RemoteLinkPtr& link, ObjectKind kind, std::uint64_t type_tag,
+                               std::uint64_t maxsize = 0);
     static SharedObject lookup(const RemoteLinkPtr& link, const std::string& name, ObjectKind kind,
                                std::uint64_t type_tag);
     /// Publishes this object under `name` on its manager (local or remote).
@@ -238,8 +240,20 @@ public:
     void value_get(BytesSink sink) const;
     void value_rewrite(Rewriter rewrite) const;
 
+    // ---- queue ----
+    /// Appends; waits for room in a bounded queue. False on timeout.
+    bool queue_put(Bytes value, Timeout timeout) const;
+    /// Takes the oldest item after `sink` has seen it (an item `sink`
+    /// throws on stays). False on timeout.
+    bool queue_get(BytesSink sink, Timeout timeout) const;
+    /// ValueError if called more times than items were put.
+    void queue_task_done() const;
+    /// Waits until every item put has been task_done(); false on timeout.
+    bool queue_join(Timeout timeout) const;
+    std::size_t queue_maxsize() const;
+
     // ---- any ----
-    /// Entries in a dict or list (1 for a value).
+    /// Entries in a dict, list or queue (1 for a value).
     std::size_t size() const;
     void clear() const;
 
