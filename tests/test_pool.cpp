@@ -246,3 +246,28 @@ TEST_CASE("a closed pool refuses work") {
     CHECK_THROWS_AS(pool.apply(square, 2), mproc::ValueError);
     pool.join();
 }
+
+namespace {
+int meet(mproc::Barrier b) {
+    b.wait(mproc::Duration(60));  // BrokenBarrierError unless every worker is alive at once
+    return static_cast<int>(::getpid());
+}
+}  // namespace
+
+TEST_CASE("Pool: 70 workers (more than a 64-bit poll mask) are all watched and replaced",
+          "[pool][process]") {
+    constexpr int n = 70;
+    mproc::Pool pool(n);
+    std::vector<std::tuple<mproc::Barrier>> args(n, std::tuple<mproc::Barrier>(mproc::Barrier(n)));
+    const std::vector<int> first = pool.starmap(meet, args, 1);
+    REQUIRE(std::set<int>(first.begin(), first.end()).size() == n);
+    // Kill every worker while idle; each death must be noticed (the last
+    // ones sit past bit 63 of any mask) and the worker replaced, or the
+    // next 70-party barrier can never fill.
+    for (int pid : first) ::kill(pid, SIGKILL);
+    std::vector<std::tuple<mproc::Barrier>> again(n, std::tuple<mproc::Barrier>(mproc::Barrier(n)));
+    const std::vector<int> second = pool.starmap(meet, again, 1);
+    std::set<int> fresh(second.begin(), second.end());
+    REQUIRE(fresh.size() == n);
+    for (int pid : first) REQUIRE(fresh.count(pid) == 0);
+}

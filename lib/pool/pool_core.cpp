@@ -21,6 +21,7 @@
 
 #include "mproc/detail/pool_core.hpp"
 #include "os/os.hpp"
+#include "os/socket.hpp"
 #include "os/process.hpp"
 #include "pool/messages.hpp"
 
@@ -29,8 +30,9 @@ namespace mproc::detail {
 namespace {
 
 constexpr std::size_t kChannelCapacity = std::size_t{4} << 20;
-// readable_mask polls at most 64 fds: the wake-up socket and the workers.
-constexpr int kMaxWorkers = 63;
+// A sanity bound, far above any core count: each worker costs an fd
+// (its sentinel) in the watcher's poll set and a process.
+constexpr int kMaxWorkers = 4096;
 
 std::string death_message(int pid, int code) {
     std::string m = "a worker process (pid " + std::to_string(pid) + ") ";
@@ -247,16 +249,14 @@ struct PoolCore::Impl {
                         index.push_back(i);
                     }
             }
-            std::uint64_t mask = os::readable_mask(fds, os::Deadline::never());
-            if (mask & 1) {
+            const std::vector<std::size_t> ready = os::poll_readable(fds, os::Deadline::never());
+            if (!ready.empty() && ready.front() == 0) {
                 std::byte buf[64];
                 (void)::read(wake_r.get(), buf, sizeof buf);
             }
             if (watcher_stop.load()) return;
-            for (std::size_t k = 1; k < fds.size(); ++k) {
-                if (!(mask & (std::uint64_t{1} << k))) continue;
-                on_worker_exit(static_cast<std::uint32_t>(index[k]));
-            }
+            for (std::size_t k : ready)
+                if (k != 0) on_worker_exit(static_cast<std::uint32_t>(index[k]));
         }
     }
 
