@@ -4,9 +4,11 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <signal.h>
@@ -151,4 +153,27 @@ TEST_CASE("shutdown(cancel_futures) cancels what no worker took") {
     ex.shutdown(true);
     CHECK_THROWS_AS(ex.submit(twice, 1), mproc::ValueError);
     g_go.reset();
+}
+
+TEST_CASE("Threads waiting on futures take each other's results off the channel correctly") {
+    // Each waiting thread may handle results for the others (the result
+    // pump): every future must still get exactly its own value, and the
+    // done-callbacks run once each.
+    mproc::ProcessPoolExecutor ex(2);
+    std::atomic<int> callbacks{0};
+    std::vector<std::thread> threads;
+    std::atomic<int> wrong{0};
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 300; ++i) {
+                const int x = t * 1000 + i;
+                auto f = ex.submit(twice, x);
+                f.add_done_callback([&](mproc::Future<int>) { callbacks.fetch_add(1); });
+                if (f.result(std::chrono::seconds(60)) != 2 * x) wrong.fetch_add(1);
+            }
+        });
+    for (auto& th : threads) th.join();
+    REQUIRE(wrong.load() == 0);
+    ex.shutdown(true);
+    REQUIRE(callbacks.load() == 4 * 300);
 }

@@ -105,6 +105,7 @@ public:
         using Item = std::tuple<std::decay_t<A>...>;
         using R = std::decay_t<detail::task_result_t<F, Item, true>>;
         auto s = std::make_shared<detail::ResultState<R>>();
+        s->set_pump(core_->pump());
         detail::VectorOutBuf out(64);
         detail::put_item(out, Item(std::forward<A>(args)...));
         std::vector<detail::Chunk> chunks;
@@ -135,6 +136,7 @@ public:
         using V = std::vector<detail::stored_t<R>>;
         std::size_t n = static_cast<std::size_t>(std::ranges::distance(inputs));
         auto s = std::make_shared<detail::ResultState<V>>();
+        s->set_pump(core_->pump());
         auto job = std::make_shared<detail::MapJob<R>>(s, n);
         std::vector<detail::Chunk> chunks;
         auto it = std::ranges::begin(inputs);

@@ -440,6 +440,7 @@ public:
         using R = std::decay_t<detail::task_result_t<F, Item, true>>;
         detail::check_pool_callable<F>();
         auto s = std::make_shared<detail::ResultState<R>>();
+        s->set_pump(core_->pump());
         detail::VectorOutBuf out(64);
         detail::put_item(out, Item(std::forward<A>(args)...));
         std::vector<detail::Chunk> chunks;
@@ -495,6 +496,7 @@ private:
         using V = std::vector<detail::stored_t<R>>;
         std::size_t n = static_cast<std::size_t>(std::ranges::distance(inputs));
         auto s = std::make_shared<detail::ResultState<V>>();
+        s->set_pump(core_->pump());
         auto job = std::make_shared<detail::MapJob<R>>(s, n);
         if (n > 0) {
             auto chunks = encode_chunks<F, Item, Spread>(inputs, detail::default_chunksize(n, processes(), chunksize), job, n);

@@ -61,6 +61,20 @@ std::size_t default_chunksize(std::size_t n, int processes, std::size_t chunksiz
     return std::max<std::size_t>(c, 1);
 }
 
+/// See pool_core.hpp. `ctx` is the pool's Impl while it lives.
+struct ResultPump {
+    std::mutex mu;       // one result handled at a time
+    std::mutex live_mu;  // guards ctx against the pool's destruction
+    void* ctx = nullptr;
+    bool (*pump_one)(void*) = nullptr;
+};
+
+namespace {
+// Set while this thread handles a result: a future callback that waits for
+// another result must not pump (it would re-enter ResultPump::mu).
+thread_local bool t_handling = false;
+}  // namespace
+
 struct PoolCore::Impl {
     struct Worker {
         Process proc;
@@ -108,6 +122,7 @@ struct PoolCore::Impl {
     os::Fd wake_r, wake_w;
     std::atomic<bool> watcher_stop{false};
     std::thread result_thread, watcher_thread;
+    std::shared_ptr<ResultPump> pump = std::make_shared<ResultPump>();
     bool threads_running = false;
 
     explicit Impl(PoolConfig c)
@@ -169,18 +184,50 @@ struct PoolCore::Impl {
 
     void result_loop() {
         for (;;) {
+            // Wait without holding the channel's read side, so a thread
+            // waiting for its result can take results meanwhile (pump_one).
+            results.core().poll(std::nullopt);
+            std::lock_guard<std::mutex> one_at_a_time(pump->mu);
             ReadReservation r;
-            results.core().begin_get(r, std::nullopt);
+            if (!results.core().begin_get(r, Duration(0))) continue;  // a waiter took it
+            if (!handle_result(r)) return;
+        }
+    }
+
+    /// Handles one result if no one else is and one is there (a waiter's
+    /// spin). False if it did not.
+    bool pump_one() {
+        std::unique_lock<std::mutex> g(pump->mu, std::try_to_lock);
+        if (!g) return false;
+        ReadReservation r;
+        if (!results.core().begin_get(r, Duration(0))) return false;
+        ResultHeader h;
+        auto b = r.bytes();
+        if (b.size() >= sizeof h) {
+            std::memcpy(&h, b.data(), sizeof h);
+            if (h.kind == ResultKind::stop) return false;  // the result thread's; left in place
+        }
+        handle_result(r);
+        return true;
+    }
+
+    /// Handles a result (committing it); false for the stop message.
+    bool handle_result(ReadReservation& r) {
+        struct Handling {  // results handled here may finish futures whose
+            Handling() { t_handling = true; }  // callbacks wait on others:
+            ~Handling() { t_handling = false; }  // those must not pump
+        } handling;
+        {
             auto b = r.bytes();
             ResultHeader h;
             if (b.size() < sizeof h) {
                 r.commit();
-                continue;
+                return true;
             }
             std::memcpy(&h, b.data(), sizeof h);
             if (h.kind == ResultKind::stop) {
                 r.commit();
-                return;
+                return false;
             }
             std::vector<Failure> failures;
             std::optional<InFlight> done;
@@ -227,6 +274,7 @@ struct PoolCore::Impl {
             r.commit();
             fail(failures);
         }
+        return true;
     }
 
     void post(const ResultHeader& h) {
@@ -321,6 +369,25 @@ struct PoolCore::Impl {
     }
 };
 
+bool spin_for_result(const std::atomic<bool>& done, ResultPump* pump) noexcept {
+    if (pump == nullptr || t_handling)
+        return os::spin_until([&] { return done.load(std::memory_order_acquire); }, os::spin_budget_ns());
+    return os::spin_until(
+        [&] {
+            if (done.load(std::memory_order_acquire)) return true;
+            try {
+                std::lock_guard<std::mutex> g(pump->live_mu);
+                if (pump->ctx) pump->pump_one(pump->ctx);
+            } catch (...) {
+                // Leave it to the result thread, which reports failures.
+            }
+            return done.load(std::memory_order_acquire);
+        },
+        os::spin_budget_ns());
+}
+
+std::weak_ptr<ResultPump> PoolCore::pump() const { return impl_->pump; }
+
 PoolCore::PoolCore(PoolConfig cfg) {
     if (cfg.processes < 1) throw ValueError("mproc pool: the number of processes must be at least 1");
     if (cfg.processes > kMaxWorkers)
@@ -341,12 +408,18 @@ PoolCore::PoolCore(PoolConfig cfg) {
         }
         throw;
     }
+    m.pump->ctx = &m;
+    m.pump->pump_one = [](void* c) { return static_cast<Impl*>(c)->pump_one(); };
     m.result_thread = std::thread([&m] { m.result_loop(); });
     m.watcher_thread = std::thread([&m] { m.watch_loop(); });
     m.threads_running = true;
 }
 
 PoolCore::~PoolCore() {
+    {
+        std::lock_guard<std::mutex> g(impl_->pump->live_mu);
+        impl_->pump->ctx = nullptr;
+    }
     try {
         terminate();
     } catch (...) {
