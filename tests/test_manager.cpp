@@ -363,6 +363,7 @@ TEST_CASE("Manager dict: 1,000,000 small entries fit", "[manager][dict][big]") {
 
 TEST_CASE("Manager: a full heap is a clear Error and loses nothing", "[manager][memory]") {
     mproc::Manager mgr(mproc::ManagerOptions{.max_bytes = 16u << 20});
+    REQUIRE(mgr.max_bytes() == 16u << 20);
     auto d = mgr.dict<int, std::string>();
     const std::string big(256 * 1024, 'x');
     int stored = 0;

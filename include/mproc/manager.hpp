@@ -498,6 +498,8 @@ private:
 struct ManagerOptions {
     /// Address space the manager's heap may grow to. Only what containers
     /// use is backed by memory; past this, operations throw mproc::Error.
+    /// Under an address-space limit (ulimit -v) the manager reserves less:
+    /// Manager::max_bytes() says what it got.
     std::size_t max_bytes = std::size_t{32} << 30;
 };
 
@@ -645,6 +647,7 @@ public:
     /// (local managers).
     std::size_t used_bytes() const { return heap().used_bytes(); }
     std::size_t committed_bytes() const { return heap().committed_bytes(); }
+    std::size_t max_bytes() const { return heap().max_bytes(); }
 
 private:
     explicit Manager(detail::RemoteLinkPtr link) : link_(std::move(link)), owner_(detail::current_pid()) {}

@@ -19,6 +19,7 @@
 //   value   table = entry
 //   entry   [hash][key length][value length][key bytes][value bytes]
 #include <algorithm>
+#include <cerrno>
 #include <atomic>
 #include <bit>
 #include <cstring>
@@ -427,7 +428,18 @@ long current_pid() noexcept { return os::pid(); }
 SharedHeap SharedHeap::create(std::size_t max_bytes) {
     max_bytes = std::max<std::size_t>(max_bytes, std::size_t{16} << 20);
     max_bytes = (max_bytes + 4095) / 4096 * 4096;
-    SegmentPtr seg = Segment::anonymous(max_bytes, "mproc-manager");
+    // Address space is usually plentiful, but a process under `ulimit -v`
+    // cannot map 32 GiB: reserve less rather than fail (down to 256 MiB).
+    SegmentPtr seg;
+    for (;;) {
+        try {
+            seg = Segment::anonymous(max_bytes, "mproc-manager");
+            break;
+        } catch (const OSError& e) {
+            if (e.code() != ENOMEM || max_bytes <= (std::size_t{256} << 20)) throw;
+            max_bytes /= 2;
+        }
+    }
     auto* h = new (seg->data()) HeapHeader{};
     h->reserve = max_bytes;
     h->bump.store(kHeapStart, std::memory_order_relaxed);
