@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -765,4 +766,21 @@ TEST_CASE("Manager shutdown wakes a process blocked on a manager Queue", "[manag
     mgr->shutdown();
     REQUIRE(p.join(kLong));
     REQUIRE(outcome.load() == 2);
+}
+
+TEST_CASE("Manager under an address-space limit reserves less and still works", "[manager][memory][process]") {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    SUCCEED("sanitizers need far more address space than the limit leaves");
+#else
+    const pid_t pid = mproc_test::fork_child([] {
+        rlimit lim{std::size_t{4} << 30, std::size_t{4} << 30};
+        if (::setrlimit(RLIMIT_AS, &lim) != 0) throw std::runtime_error("setrlimit");
+        mproc::Manager mgr;  // 32 GiB by default: cannot be mapped here
+        if (mgr.max_bytes() >= (std::size_t{4} << 30)) throw std::runtime_error("reserved too much");
+        auto d = mgr.dict<int, int>();
+        for (int i = 0; i < 1000; ++i) d.set(i, i);
+        if (d.size() != 1000 || d.at(999) != 999) throw std::runtime_error("dict broken");
+    });
+    REQUIRE(mproc_test::wait_child(pid) == 0);
+#endif
 }
