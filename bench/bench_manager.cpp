@@ -3,11 +3,15 @@
 // against what a user would otherwise use in the same run:
 //  - Python's multiprocessing Manager().dict() (python3), the thing ported
 //    (a server process, a round trip per operation); mproc's own served
-//    manager, reached over TCP, is the like-for-like figure;
+//    manager, reached over TCP, is the like-for-like figure (also with
+//    ConnectOptions::pipeline_stores, where a set does not wait for its
+//    reply);
 //  - a Boost.Interprocess map in managed shared memory guarded by an
 //    interprocess_mutex, the hand-rolled C++ alternative (not crash-safe:
 //    a process killed holding the mutex or mid-insert breaks it).
-// The workload alternates d[key] = i and d.get(key) over 1000 keys. Medians.
+// The workload alternates d[key] = i and d.get(key) over 1000 keys. Medians
+// of 5 runs, Python's too, all in the same run. Also: how long a process
+// blocked in a manager Queue's get() takes to wake after shutdown().
 #include <mproc/mproc.hpp>
 
 #include <boost/interprocess/allocators/allocator.hpp>
@@ -100,10 +104,41 @@ def once(n):
         return n / (time.perf_counter() - t0)
 if __name__ == "__main__":
     mp.set_start_method("fork")
-    print(statistics.median(once(N) for _ in range(3)))
+    print(statistics.median(once(N) for _ in range(5)))
 )PY";
     code.replace(code.find("once(N)"), 7, "once(" + std::to_string(n) + ")");
     return bench::python_figure(code);
+}
+
+// A child blocked in get() on an empty manager Queue; the time from
+// shutdown() to its waking with ValueError (CLOCK_MONOTONIC, one clock for
+// every process). Median of kReps, in microseconds.
+double shutdown_wake_us() {
+    return bench::median_of(kReps, [] {
+        mproc::Manager mgr;
+        auto q = mgr.Queue<int>();
+        auto woke = mproc::Value<long>(0);
+        mproc::Event ready;
+        mproc::Process p(
+            [](mproc::QueueProxy<int> q, mproc::Value<long> woke, mproc::Event ready) {
+                ready.set();
+                try {
+                    (void)q.get();
+                } catch (const mproc::ValueError&) {
+                    woke.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   bench::Clock::now().time_since_epoch()).count());
+                }
+            },
+            q, woke, ready);
+        p.start_method(mproc::StartMethod::fork).start();
+        ready.wait();
+        ::usleep(50'000);  // asleep in the kernel by now (a benchmark may wait; a test may not)
+        const long t0 =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(bench::Clock::now().time_since_epoch()).count();
+        mgr.shutdown();
+        p.join();
+        return static_cast<double>(woke.load() - t0) / 1e3;
+    });
 }
 
 // ---- Boost.Interprocess -----------------------------------------------------------
@@ -162,7 +197,7 @@ def once(procs, ops):
         return ops * procs / (time.perf_counter() - t0)
 if __name__ == "__main__":
     mp.set_start_method("fork")
-    print(statistics.median(once(PROCS, OPS) for _ in range(3)))
+    print(statistics.median(once(PROCS, OPS) for _ in range(5)))
 )PY";
     code.replace(code.find("PROCS, OPS"), 10, std::to_string(procs) + ", " + std::to_string(ops));
     return bench::python_figure(code);
@@ -172,7 +207,7 @@ if __name__ == "__main__":
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);
-    std::printf("Manager dict<string,int>: alternating set/get over %d keys, ops/s (median of %d)\n", kKeys,
+    bench::group("Manager dict<string,int>: alternating set/get over %d keys, ops/s (median of %d)\n", kKeys,
                 kReps);
 
     mproc::Manager mgr;
@@ -195,6 +230,15 @@ int main(int argc, char** argv) {
         auto remote = mproc::Manager::connect(address);
         mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
     });
+    const mproc::ConnectOptions pipelined{.pipeline_stores = true};
+    const double rp1 = ops_per_sec(1, remote_ops, [&](int w) {
+        auto remote = mproc::Manager::connect(address, mproc::current_process().authkey(), pipelined);
+        mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
+    });
+    const double rp2 = ops_per_sec(2, remote_ops, [&](int w) {
+        auto remote = mproc::Manager::connect(address, mproc::current_process().authkey(), pipelined);
+        mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
+    });
 
     const std::size_t bytes = std::size_t{64} << 20;
     void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -207,6 +251,7 @@ int main(int argc, char** argv) {
     const double b2 = ops_per_sec(2, kOps, [&](int w) { boost_ops(seg, bd, kOps, w); });
 
     const double mq = queue_items_per_sec(mgr, 200'000);
+    const double wake = shutdown_wake_us();
     const auto pq = python_queue_items_per_sec(10'000);
 
     const long py_ops = 20'000;
@@ -218,6 +263,8 @@ int main(int argc, char** argv) {
     bench::row("mproc Manager dict, 2 processes, a dict each", m2s, "ops/s");
     bench::row("mproc connected Manager (TCP localhost), 1 process", r1, "ops/s");
     bench::row("mproc connected Manager (TCP localhost), 2 processes", r2, "ops/s");
+    bench::row("mproc connected, pipelined stores, 1 process", rp1, "ops/s");
+    bench::row("mproc connected, pipelined stores, 2 processes", rp2, "ops/s");
     bench::row("Boost.Interprocess map + mutex, 1 process", b1, "ops/s");
     bench::row("Boost.Interprocess map + mutex, 2 processes", b2, "ops/s");
     if (p1 && p2) {
@@ -227,6 +274,8 @@ int main(int argc, char** argv) {
         bench::ratio("mproc / Python, 2 processes", m2 / *p2);
         bench::ratio("mproc connected / Python, 1 process", r1 / *p1);
         bench::ratio("mproc connected / Python, 2 processes", r2 / *p2);
+        bench::ratio("mproc connected, pipelined / Python, 1 process", rp1 / *p1);
+        bench::ratio("mproc connected, pipelined / Python, 2 processes", rp2 / *p2);
         if (pq) {
             bench::row("mproc Manager Queue<long>, 1 -> 1 process", mq, "items/s");
             bench::row("Python Manager().Queue(), 1 -> 1 process", *pq, "items/s");
@@ -235,6 +284,7 @@ int main(int argc, char** argv) {
     } else {
         std::printf("  (python3 not available: no Python comparison)\n");
     }
+    bench::row("manager Queue get(): shutdown() to the blocked process awake", wake, "us");
     bench::ratio("mproc / Boost.Interprocess, 1 process", m1 / b1);
     bench::ratio("mproc / Boost.Interprocess, 2 processes", m2 / b2);
     ::munmap(mem, bytes);

@@ -130,7 +130,7 @@ int main(int argc, char** argv) {
     const double true_us = bench::median(t_true), self_us = bench::median(t_self);
     const double mspawn_us = bench::median(t_mspawn), mserver_us = bench::median(t_mserver);
 
-    std::printf("Process start + join, median per process (%d reps; %d for spawn), microseconds\n",
+    bench::group("Process start + join, median per process (%d reps; %d for spawn), microseconds\n",
                 reps, spawn_reps);
     bench::row("raw fork + waitpid", fork_us, "us");
     bench::row("mproc fork", mfork_us, "us");
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
     if (py_spawn) bench::row("python multiprocessing spawn", *py_spawn, "us");
     if (!py_fork || !py_server || !py_spawn) std::printf("  (python3 figures unavailable)\n");
 
-    std::printf("Ratios\n");
+    bench::group("Ratios\n");
     bench::ratio("mproc fork / raw fork         (goal <= 1.5)", mfork_us / fork_us);
     bench::ratio("mproc spawn / raw posix_spawn(/bin/true) (goal <= 2)", mspawn_us / true_us);
     bench::ratio("mproc spawn / raw posix_spawn(this binary)", mspawn_us / self_us);

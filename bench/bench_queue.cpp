@@ -2,6 +2,8 @@
 // Boost.Interprocess message_queue, a raw pipe(2), and Python's
 // multiprocessing.Queue / Pipe (run through /usr/bin/python3).
 //   - 1 -> 1, 8-byte items: items/s
+//   - the same on a busy machine: a busy-loop process (started here) keeps
+//     one CPU at 100% while producer and consumer share what is left
 //   - 1 -> 1, 1 MiB items: GB/s
 //   - 4 -> 1, 8-byte items: items/s
 //   - ping-pong round trip through two queues, and through a duplex pipe
@@ -17,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +34,12 @@ constexpr int kSmall = 2'000'000;  // 8-byte items per run
 constexpr int kBig = 2'000;        // 1 MiB items per run
 constexpr std::size_t kMiB = 1 << 20;
 constexpr int kRtt = 50'000;
+// The 8-byte cases compare queues of one depth: Boost's message_queue holds
+// kDepth messages; mproc's ring is sized to hold as many 8-byte items (a
+// record is an 8-byte header and the 8-byte item). mproc's default ring
+// (8 MiB) would hold 524,288 of them.
+constexpr std::size_t kDepth = 65'536;
+constexpr std::size_t kSmallRing = kDepth * 16;
 
 struct MiB {
     unsigned char b[kMiB];
@@ -51,11 +60,31 @@ void reap(std::vector<pid_t>& pids) {
     pids.clear();
 }
 
+// A process that keeps one CPU busy until the object goes away: the
+// "busy machine" case (on a 2-CPU machine, producer and consumer then share
+// one CPU's worth of time with it).
+class BusyLoop {
+public:
+    BusyLoop()
+        : pid_(fork_run([] {
+              for (;;) asm volatile("");  // a loop the compiler keeps
+          })) {}
+    ~BusyLoop() {
+        ::kill(pid_, SIGKILL);
+        ::waitpid(pid_, nullptr, 0);
+    }
+    BusyLoop(const BusyLoop&) = delete;
+    BusyLoop& operator=(const BusyLoop&) = delete;
+
+private:
+    pid_t pid_;
+};
+
 // ---- mproc ----------------------------------------------------------------
 
 double mproc_small(int producers) {
     return bench::median_of(kReps, [&] {
-        mproc::Queue<std::uint64_t> q;
+        mproc::Queue<std::uint64_t> q(0, mproc::QueueOptions{.capacity = kSmallRing});
         const int per = kSmall / producers;
         std::vector<pid_t> pids;
         auto t0 = bench::Clock::now();
@@ -67,6 +96,11 @@ double mproc_small(int producers) {
         for (int i = 0; i < per * producers; ++i) sum += q.get();
         double s = bench::seconds_since(t0);
         reap(pids);
+        const std::uint64_t n = static_cast<std::uint64_t>(per);
+        if (sum != static_cast<std::uint64_t>(producers) * n * (n - 1) / 2) {
+            std::fprintf(stderr, "bench_queue: items were lost or corrupted\n");
+            std::exit(1);
+        }
         return per * producers / s;
     });
 }
@@ -132,7 +166,7 @@ double boost_small(int producers) {
     return bench::median_of(kReps, [&] {
         const std::string name = mq_name();
         bip::message_queue::remove(name.c_str());
-        bip::message_queue q(bip::create_only, name.c_str(), 65536, sizeof(std::uint64_t));
+        bip::message_queue q(bip::create_only, name.c_str(), kDepth, sizeof(std::uint64_t));
         const int per = kSmall / producers;
         std::vector<pid_t> pids;
         auto t0 = bench::Clock::now();
@@ -266,10 +300,22 @@ std::optional<double> py(const std::string& body) {
 
 }  // namespace
 
-int main() {
-    std::printf("mproc queue/pipe benchmark (median of %d runs; ratio > 1: mproc better)\n\n", kReps);
+// `bench_queue [section...]` runs only the sections named (small, busy, big,
+// many, rtt); with none, all of them.
+bool wanted(int argc, char** argv, const char* section) {
+    if (argc < 2) return true;
+    for (int i = 1; i < argc; ++i)
+        if (std::strcmp(argv[i], section) == 0) return true;
+    return false;
+}
 
-    std::printf("1 -> 1, 8-byte items (million items/s)\n");
+int main(int argc, char** argv) {
+    std::printf("mproc queue/pipe benchmark (median of %d runs; ratio > 1: mproc better)\n", kReps);
+    std::printf("8-byte cases: both queues hold %zu items (mproc ring %zu KiB, Boost %zu messages)\n\n",
+                kDepth, kSmallRing / 1024, kDepth);
+
+    if (wanted(argc, argv, "small")) {
+    bench::group("1 -> 1, 8-byte items (million items/s)\n");
     double m1 = mproc_small(1) / 1e6, b1 = boost_small(1) / 1e6, p1 = pipe_small() / 1e6;
     auto py1 = py("def run():\n q=mp.Queue(); n=100000\n p=mp.Process(target=prod,args=(q,n,None)); t=time.perf_counter(); p.start()\n"
                   " for i in range(n): q.get()\n d=time.perf_counter()-t; p.join(); return n/d\n"
@@ -281,8 +327,23 @@ int main() {
     bench::ratio("vs Boost message_queue", m1 / b1);
     bench::ratio("vs pipe", m1 / p1);
     if (py1) bench::ratio("vs Python", m1 / *py1);
+    }
 
-    std::printf("\n1 -> 1, 1 MiB items (GB/s)\n");
+    if (wanted(argc, argv, "busy")) {
+    bench::group("\n1 -> 1, 8-byte items, one CPU kept busy by a busy-loop process (million items/s)\n");
+    double mb, bb;
+    {
+        BusyLoop busy;
+        mb = mproc_small(1) / 1e6;
+        bb = boost_small(1) / 1e6;
+    }
+    bench::row("mproc::Queue<uint64_t>", mb, "M/s");
+    bench::row("boost::interprocess::message_queue", bb, "M/s");
+    bench::ratio("vs Boost message_queue", mb / bb);
+    }
+
+    if (wanted(argc, argv, "big")) {
+    bench::group("\n1 -> 1, 1 MiB items (GB/s)\n");
     double m2 = mproc_big(), b2 = boost_big(), p2 = pipe_big();
     auto py2 = py("def run():\n q=mp.Queue(); n=200; x=bytes(1<<20)\n p=mp.Process(target=prod,args=(q,n,x)); t=time.perf_counter(); p.start()\n"
                   " for i in range(n): q.get()\n d=time.perf_counter()-t; p.join(); return n*(1<<20)/d\n"
@@ -294,8 +355,10 @@ int main() {
     bench::ratio("vs Boost message_queue", m2 / b2);
     bench::ratio("vs pipe", m2 / p2);
     if (py2) bench::ratio("vs Python", m2 / *py2);
+    }
 
-    std::printf("\n4 -> 1, 8-byte items (million items/s)\n");
+    if (wanted(argc, argv, "many")) {
+    bench::group("\n4 -> 1, 8-byte items (million items/s)\n");
     double m3 = mproc_small(4) / 1e6, b3 = boost_small(4) / 1e6;
     auto py3 = py("def run():\n q=mp.Queue(); n=25000\n ps=[mp.Process(target=prod,args=(q,n,None)) for _ in range(4)]; t=time.perf_counter()\n"
                   " [p.start() for p in ps]\n for i in range(4*n): q.get()\n d=time.perf_counter()-t; [p.join() for p in ps]; return 4*n/d\n"
@@ -305,8 +368,10 @@ int main() {
     if (py3) bench::row("python multiprocessing.Queue", *py3, "M/s");
     bench::ratio("vs Boost message_queue", m3 / b3);
     if (py3) bench::ratio("vs Python", m3 / *py3);
+    }
 
-    std::printf("\nPing-pong round trip (us)\n");
+    if (wanted(argc, argv, "rtt")) {
+    bench::group("\nPing-pong round trip (us)\n");
     double mq = mproc_queue_rtt(), mp = mproc_pipe_rtt(), pr = pipe_rtt();
     auto pyq = py("def run():\n a=mp.Queue(); b=mp.Queue(); n=5000\n p=mp.Process(target=echo_q,args=(a,b,n)); p.start(); t=time.perf_counter()\n"
                   " for i in range(n): a.put(i); b.get()\n d=time.perf_counter()-t; p.join(); return d/n\n"
@@ -323,5 +388,6 @@ int main() {
     bench::ratio("Pipe RTT vs pipe(2)", pr / mp);
     if (pyq) bench::ratio("Queue RTT vs Python Queue", *pyq / mq);
     if (pyp) bench::ratio("Pipe RTT vs Python Pipe", *pyp / mp);
+    }
     return 0;
 }

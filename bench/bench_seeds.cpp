@@ -7,7 +7,9 @@
 // Both with the fork start method (Python's default on Linux). Medians.
 #include <mproc/mproc.hpp>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <optional>
 #include <random>
 #include <vector>
@@ -41,8 +43,15 @@ double block_sum_ms(const mproc::Array<double>& arr) {
         for (auto& w : ws) w.start();
         for (auto& w : ws) w.join();
         double par = 0;
-        while (!q.empty()) par += q.get();
-        return bench::seconds_since(t0) * 1e3;
+        for (std::size_t i = 0; i < blocks; ++i) par += q.get();
+        const double ms = bench::seconds_since(t0) * 1e3;
+        double seq = 0;
+        for (std::size_t i = 0; i < arr.size(); ++i) seq += arr[i];
+        if (std::abs(par - seq) > 1e-6 * std::abs(seq) + 1e-9) {
+            std::fprintf(stderr, "bench_seeds: block sum %.17g != sequential sum %.17g\n", par, seq);
+            std::exit(1);
+        }
+        return ms;
     });
 }
 
@@ -112,21 +121,21 @@ int main(int argc, char** argv) {
     double m1 = block_sum_ms(arr);
     auto p1 = py("arr = [random.random() for _ in range(1_000_000)]; "
                  "print(statistics.median(block_sum(arr) for _ in range(5)))");
-    std::printf("block sum, 10 processes over 1 000 000 doubles (ms)\n");
+    bench::group("block sum, 10 processes over 1 000 000 doubles (ms)\n");
     bench::row("mproc", m1, "ms");
     if (p1) bench::row("python multiprocessing", *p1, "ms");
     if (p1) bench::ratio("python / mproc", *p1 / m1);
 
     double m2 = fib_ms(4, 4, 25);
     auto p2 = py("print(statistics.median(fibq(4, 4, 25) for _ in range(5)))");
-    std::printf("\ntwo-queue fib, 4 workers, 4 x fib(25) (ms)\n");
+    bench::group("\ntwo-queue fib, 4 workers, 4 x fib(25) (ms)\n");
     bench::row("mproc", m2, "ms");
     if (p2) bench::row("python multiprocessing", *p2, "ms");
     if (p2) bench::ratio("python / mproc", *p2 / m2);
 
     double m3 = fib_ms(4, 10000, 10);
     auto p3 = py("print(statistics.median(fibq(4, 10000, 10) for _ in range(5)))");
-    std::printf("\ntwo-queue fib, 4 workers, 10 000 x fib(10): per-message cost (ms)\n");
+    bench::group("\ntwo-queue fib, 4 workers, 10 000 x fib(10): per-message cost (ms)\n");
     bench::row("mproc", m3, "ms");
     if (p3) bench::row("python multiprocessing", *p3, "ms");
     if (p3) bench::ratio("python / mproc", *p3 / m3);

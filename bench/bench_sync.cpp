@@ -1,6 +1,7 @@
 // Lock and Event against what a user would otherwise use, in one run:
 //  - uncontended acquire+release: mproc::Lock vs a robust process-shared
-//    pthread mutex vs boost::interprocess::interprocess_mutex;
+//    pthread mutex, the same with priority inheritance (what mproc::Lock is
+//    built on) and boost::interprocess::interprocess_mutex;
 //  - the same, contended by 2 processes;
 //  - cross-process ping-pong round trip: two mproc::Events vs a pipe pair.
 // Prints medians of several runs and the ratios (>1 means mproc is faster).
@@ -31,12 +32,13 @@ T* shared_new() {
     return new (p) T();
 }
 
-pthread_mutex_t* robust_pthread_mutex() {
+pthread_mutex_t* robust_pthread_mutex(bool pi) {
     auto* m = shared_new<pthread_mutex_t>();
     pthread_mutexattr_t a;
     pthread_mutexattr_init(&a);
     pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
     pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    if (pi) pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
     pthread_mutex_init(m, &a);
     return m;
 }
@@ -47,7 +49,8 @@ struct MprocLock {
     void unlock() { l.release(); }
 };
 struct PthreadLock {
-    pthread_mutex_t* m = robust_pthread_mutex();
+    explicit PthreadLock(bool pi = false) : m(robust_pthread_mutex(pi)) {}
+    pthread_mutex_t* m;
     void lock() { pthread_mutex_lock(m); }
     void unlock() { pthread_mutex_unlock(m); }
 };
@@ -156,27 +159,31 @@ double pipe_pingpong() {
 
 int main() {
     MprocLock ml;
-    PthreadLock pl;
+    PthreadLock pl, pil(true);
     BoostLock bl;
     std::printf("mproc sync benchmark (median of %d runs; ratio > 1: mproc faster)\n\n", kReps);
 
-    std::printf("Lock acquire+release, uncontended (ns/pair)\n");
-    double u_m = uncontended(ml), u_p = uncontended(pl), u_b = uncontended(bl);
+    bench::group("Lock acquire+release, uncontended (ns/pair)\n");
+    double u_m = uncontended(ml), u_p = uncontended(pl), u_i = uncontended(pil), u_b = uncontended(bl);
     bench::row("mproc::Lock", u_m);
     bench::row("pthread robust pshared mutex", u_p);
+    bench::row("pthread robust pshared PI mutex", u_i);
     bench::row("boost::interprocess::interprocess_mutex", u_b);
     bench::ratio("vs pthread robust mutex", u_p / u_m);
+    bench::ratio("vs pthread robust PI mutex", u_i / u_m);
     bench::ratio("vs boost interprocess_mutex", u_b / u_m);
 
-    std::printf("\nLock acquire+release, 2 processes contending (ns/pair)\n");
-    double c_m = contended(ml), c_p = contended(pl), c_b = contended(bl);
+    bench::group("\nLock acquire+release, 2 processes contending (ns/pair)\n");
+    double c_m = contended(ml), c_p = contended(pl), c_i = contended(pil), c_b = contended(bl);
     bench::row("mproc::Lock", c_m);
     bench::row("pthread robust pshared mutex", c_p);
+    bench::row("pthread robust pshared PI mutex", c_i);
     bench::row("boost::interprocess::interprocess_mutex", c_b);
     bench::ratio("vs pthread robust mutex", c_p / c_m);
+    bench::ratio("vs pthread robust PI mutex", c_i / c_m);
     bench::ratio("vs boost interprocess_mutex", c_b / c_m);
 
-    std::printf("\nCross-process ping-pong round trip (us)\n");
+    bench::group("\nCross-process ping-pong round trip (us)\n");
     double e = event_pingpong(), p = pipe_pingpong();
     bench::row("two mproc::Events", e, "us");
     bench::row("two pipes", p, "us");

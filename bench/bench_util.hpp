@@ -1,11 +1,20 @@
 // Small timing helpers shared by mproc's benchmarks: medians over repeated
-// runs, a monotonic stopwatch, and running a python3 snippet for the
-// comparison figures. Benchmarks print; they never assert on time.
+// runs, a monotonic stopwatch, running a python3 snippet for the
+// comparison figures, and the figures' printing. Benchmarks print; they
+// never assert on time.
+//
+// Every figure printed by row() and ratio() is also written, with the
+// title of the group() it belongs to, to <bench>.csv in $MPROC_BENCH_CSV
+// (a directory) or else in bench-results/ beside the executable:
+//     bench,group,label,value,unit
+// bench/plot.py draws them.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <chrono>
+#include <cstdarg>
 #include <cstdio>
 #include <functional>
 #include <optional>
@@ -13,6 +22,7 @@
 #include <vector>
 
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace bench {
@@ -63,10 +73,87 @@ inline std::optional<double> python_figure(const std::string& code) {
     }
 }
 
-inline void row(const char* what, double ns, const char* unit = "ns") {
-    std::printf("  %-52s %12.1f %s\n", what, ns, unit);
+namespace detail {
+
+// The CSV of this run: opened (truncated) at the first figure, written a
+// line at a time, and only by the process that started the benchmark (its
+// forked children share the FILE and must not write into it).
+struct Csv {
+    pid_t pid = ::getpid();
+    FILE* file = nullptr;
+    bool failed = false;
+    std::string bench, group;
+
+    static std::string quoted(const std::string& s) {
+        std::string q = "\"";
+        for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+        return q + "\"";
+    }
+    void open() {
+        bench = program_invocation_short_name;
+        std::string dir;
+        if (const char* d = std::getenv("MPROC_BENCH_CSV"); d && *d) {
+            dir = d;
+        } else {
+            char exe[4096];
+            const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+            dir = n > 0 ? std::string(exe, static_cast<std::size_t>(n)) : std::string("./x");
+            dir = dir.substr(0, dir.rfind('/') + 1) + "bench-results";
+        }
+        if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+            failed = true;
+            return;
+        }
+        const std::string path = dir + "/" + bench + ".csv";
+        file = std::fopen(path.c_str(), "w");
+        if (!file) {
+            std::fprintf(stderr, "bench: cannot write %s\n", path.c_str());
+            failed = true;
+            return;
+        }
+        std::fputs("bench,group,label,value,unit\n", file);
+    }
+    void add(const char* label, double value, const char* unit) {
+        if (::getpid() != pid || failed) return;
+        if (!file) open();
+        if (!file) return;
+        std::fprintf(file, "%s,%s,%s,%.6g,%s\n", quoted(bench).c_str(), quoted(group).c_str(),
+                     quoted(label).c_str(), value, quoted(unit).c_str());
+        std::fflush(file);
+    }
+};
+
+inline Csv& csv() {
+    static Csv c;
+    return c;
 }
 
-inline void ratio(const char* what, double ratio) { std::printf("  %-52s %11.2fx\n", what, ratio); }
+}  // namespace detail
+
+/// Prints a group's title (printf-style, printed as given) and names the
+/// group of the figures that follow in the CSV (the title, trimmed).
+inline void group(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+inline void group(const char* fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    std::vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    std::fputs(buf, stdout);
+    std::string t = buf;
+    const auto b = t.find_first_not_of(" \n");
+    const auto e = t.find_last_not_of(" \n");
+    detail::csv().group = b == std::string::npos ? std::string() : t.substr(b, e - b + 1);
+}
+
+inline void row(const char* what, double ns, const char* unit = "ns") {
+    std::printf("  %-52s %12.1f %s\n", what, ns, unit);
+    detail::csv().add(what, ns, unit);
+}
+
+inline void ratio(const char* what, double ratio) {
+    std::printf("  %-52s %11.2fx\n", what, ratio);
+    detail::csv().add(what, ratio, "x");
+}
 
 }  // namespace bench

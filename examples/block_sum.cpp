@@ -14,10 +14,11 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
+
+#include "start_method_arg.hpp"
 
 void compute_sum(mproc::Array<double> arr, std::size_t start, std::size_t end, mproc::Queue<double> q) {
     double sum = 0;
@@ -27,10 +28,7 @@ void compute_sum(mproc::Array<double> arr, std::size_t start, std::size_t end, m
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);  // the C++ `if __name__ == "__main__":`
-    if (argc == 3 && std::strcmp(argv[1], "--start-method") == 0)
-        mproc::set_start_method(std::strcmp(argv[2], "spawn") == 0        ? mproc::StartMethod::spawn
-                                : std::strcmp(argv[2], "forkserver") == 0 ? mproc::StartMethod::forkserver
-                                                                          : mproc::StartMethod::fork);
+    start_method_from_args(argc, argv);
 
     mproc::Array<double> arr(1'000'000);  // shared memory: children read it in place
     std::mt19937_64 rng(42);

@@ -7,12 +7,13 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <numeric>
 #include <optional>
 #include <random>
 #include <tuple>
 #include <vector>
+
+#include "start_method_arg.hpp"
 
 std::optional<mproc::Array<double>> g_arr;  // set in each worker by init()
 
@@ -27,10 +28,7 @@ double block_sum(std::tuple<std::size_t, std::size_t> range) {
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);
-    if (argc == 3 && std::strcmp(argv[1], "--start-method") == 0)
-        mproc::set_start_method(std::strcmp(argv[2], "spawn") == 0        ? mproc::StartMethod::spawn
-                                : std::strcmp(argv[2], "forkserver") == 0 ? mproc::StartMethod::forkserver
-                                                                          : mproc::StartMethod::fork);
+    start_method_from_args(argc, argv);
     const std::size_t n = 1'000'000, blocks = 8;
     mproc::Array<double> arr(n);
     std::mt19937_64 rng(42);

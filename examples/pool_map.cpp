@@ -13,17 +13,15 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <vector>
+
+#include "start_method_arg.hpp"
 
 int worker(int x) { return x * x; }
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);
-    if (argc == 3 && std::strcmp(argv[1], "--start-method") == 0)
-        mproc::set_start_method(std::strcmp(argv[2], "spawn") == 0        ? mproc::StartMethod::spawn
-                                : std::strcmp(argv[2], "forkserver") == 0 ? mproc::StartMethod::forkserver
-                                                                          : mproc::StartMethod::fork);
+    start_method_from_args(argc, argv);
     mproc::Pool pool(4);
     std::vector<int> r = pool.map(worker, std::vector<int>{0, 1, 2, 3, 4, 5});
     std::printf("map:");

@@ -4,17 +4,48 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <exception>
+#include <filesystem>
+#include <stdexcept>
 #include <thread>
 
 #include <signal.h>
+#include <spawn.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <poll.h>
 #include <unistd.h>
 
+extern char** environ;
+
 namespace mproc_test {
+
+std::pair<std::optional<int>, std::string> run_capturing(char* const argv[], bool with_stderr) {
+    const int out = ::memfd_create("mproc-test-output", MFD_CLOEXEC);
+    if (out < 0) throw std::runtime_error("memfd_create failed");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, out, 1);
+    if (with_stderr) posix_spawn_file_actions_adddup2(&fa, out, 2);
+    pid_t pid;
+    const int e = ::posix_spawn(&pid, argv[0], &fa, nullptr, argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    if (e != 0) {
+        ::close(out);
+        throw std::runtime_error(std::string("posix_spawn ") + argv[0] + ": " + std::strerror(e));
+    }
+    std::optional<int> code = wait_child(pid);
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    ::lseek(out, 0, SEEK_SET);
+    while ((n = ::read(out, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(out);
+    return {code, text};
+}
 
 pid_t fork_child(const std::function<void()>& fn) {
     const pid_t parent = ::getpid();
@@ -63,6 +94,36 @@ std::optional<int> wait_child(pid_t pid, std::chrono::seconds timeout) {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
     if (WIFSIGNALED(status)) return -WTERMSIG(status);
     return std::nullopt;
+}
+
+std::string unique_shm_name(const std::string& what) {
+    static std::atomic<int> n{0};
+    return "mproc-test-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++);
+}
+
+std::set<std::string> shm_entries() {
+    std::set<std::string> s;
+    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
+        std::string name = e.path().filename();
+        if (name.rfind("mproc-test-", 0) != 0) s.insert(name);
+    }
+    return s;
+}
+
+bool shm_exists(const std::string& name) { return std::filesystem::exists("/dev/shm/" + name); }
+
+ExitWatch::ExitWatch(pid_t pid) : fd_(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))) {
+    if (fd_ < 0) throw std::runtime_error("pidfd_open(" + std::to_string(pid) + ") failed");
+}
+
+ExitWatch::~ExitWatch() { ::close(fd_); }
+
+bool ExitWatch::wait(std::chrono::seconds timeout) const {
+    pollfd p{fd_, POLLIN, 0};
+    int r;
+    do r = ::poll(&p, 1, static_cast<int>(timeout.count() * 1000));
+    while (r < 0 && errno == EINTR);
+    return r == 1;
 }
 
 namespace {

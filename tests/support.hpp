@@ -5,6 +5,9 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <set>
+#include <string>
+#include <utility>
 
 #include <sys/types.h>
 
@@ -17,6 +20,33 @@ pid_t fork_child(const std::function<void()>& fn);
 /// Waits for a child; its exit code, or -N if signal N killed it. A child
 /// still running after `timeout` is killed and the call returns nullopt.
 std::optional<int> wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(60));
+
+/// Runs program `argv[0]` (posix_spawn, this environment) with its stdout
+/// (and, with `with_stderr`, its stderr) going to a memfd; returns its exit
+/// code as wait_child does and what it wrote.
+std::pair<std::optional<int>, std::string> run_capturing(char* const argv[], bool with_stderr = false);
+
+/// A /dev/shm name no other test process uses: "mproc-test-<what>-<pid>-<n>".
+std::string unique_shm_name(const std::string& what);
+/// The /dev/shm entries, less the "mproc-test-" ones that tests running in
+/// parallel make and remove meanwhile.
+std::set<std::string> shm_entries();
+bool shm_exists(const std::string& name);
+
+/// Becomes ready when a process exits — any process, not only a child (a
+/// pidfd). Make it while the process is known to be alive.
+class ExitWatch {
+public:
+    explicit ExitWatch(pid_t pid);
+    ~ExitWatch();
+    ExitWatch(const ExitWatch&) = delete;
+    ExitWatch& operator=(const ExitWatch&) = delete;
+    /// True once the process has exited; false if the timeout passed first.
+    bool wait(std::chrono::seconds timeout) const;
+
+private:
+    int fd_;
+};
 
 /// Arms the whole-process watchdog: after `seconds`, print a message and
 /// kill this process group (the test and every child it started).

@@ -9,6 +9,7 @@
 #include <set>
 #include <stdexcept>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <signal.h>
@@ -42,7 +43,7 @@ void exercise(Executor& ex) {
     CHECK(f.result() == 6765);
     CHECK(f.done());
     CHECK_FALSE(f.cancelled());
-    CHECK(ex.map(twice, std::vector<int>{1, 2, 3}) == std::vector<int>{2, 4, 6});
+    CHECK(std::vector<int>(ex.map(twice, std::vector<int>{1, 2, 3})) == std::vector<int>{2, 4, 6});
     auto e = ex.submit(boom, 1);
     CHECK_THROWS_AS(e.result(), std::out_of_range);
     CHECK(e.exception() != nullptr);
@@ -55,7 +56,7 @@ TEST_CASE("ProcessPoolExecutor under each start method, ThreadPoolExecutor the s
     {
         mproc::ProcessPoolExecutor ex(2, method);
         exercise(ex);
-        CHECK(ex.map(twice, std::vector<int>{1, 2, 3, 4, 5}, 2) == std::vector<int>{2, 4, 6, 8, 10});
+        CHECK(std::vector<int>(ex.map(twice, std::vector<int>{1, 2, 3, 4, 5}, 2)) == std::vector<int>{2, 4, 6, 8, 10});
     }
     {
         mproc::ThreadPoolExecutor ex(2);
@@ -176,4 +177,24 @@ TEST_CASE("Threads waiting on futures take each other's results off the channel 
     REQUIRE(wrong.load() == 0);
     ex.shutdown(true);
     REQUIRE(callbacks.load() == 4 * 300);
+}
+
+TEST_CASE("Futures compare and hash by their shared state: a dict of future -> input") {
+    mproc::ProcessPoolExecutor ex(2);
+    std::unordered_map<mproc::Future<int>, int> input_of;  // Python's {ex.submit(f, x): x for x in xs}
+    for (int x = 0; x < 20; ++x) input_of.emplace(ex.submit(twice, x), x);
+    REQUIRE(input_of.size() == 20);
+    std::vector<mproc::Future<int>> fs;
+    for (auto& [f, x] : input_of) fs.push_back(f);
+    int seen = 0;
+    for (auto& f : mproc::as_completed(fs)) {
+        const mproc::Future<int> copy = f;
+        REQUIRE(copy == f);
+        REQUIRE(std::hash<mproc::Future<int>>{}(copy) == std::hash<mproc::Future<int>>{}(f));
+        REQUIRE(input_of.count(copy) == 1);
+        REQUIRE(f.result() == 2 * input_of.at(copy));
+        ++seen;
+    }
+    REQUIRE(seen == 20);
+    REQUIRE_FALSE(fs[0] == fs[1]);
 }

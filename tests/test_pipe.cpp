@@ -42,6 +42,22 @@ TEST_CASE("Pipe: duplex send and recv between processes, poll", "[pipe]") {
     REQUIRE(wait_child(pid) == 0);
 }
 
+TEST_CASE("Pipe: two threads send on one end at once", "[pipe][threads]") {
+    auto [r, w] = mproc::Pipe<int>(false);
+    constexpr int kEach = 3000;  // past 256 sends: the periodic peer check runs in both
+    pid_t pid = fork_child([&, r = r] {
+        long sum = 0;
+        for (int i = 0; i < 2 * kEach; ++i) sum += r.recv(kLong);
+        check(sum == 2L * kEach * (kEach + 1) / 2, "wrong sum");
+    });
+    std::thread a([&, w = w] {
+        for (int i = 1; i <= kEach; ++i) w.send(i);
+    });
+    for (int i = 1; i <= kEach; ++i) w.send(i);
+    a.join();
+    REQUIRE(wait_child(pid) == 0);
+}
+
 TEST_CASE("Pipe: messages sent before the peer closed arrive, then EOFError", "[pipe][eof]") {
     auto [r, w] = mproc::Pipe<long>(false);
     REQUIRE(r.readable());

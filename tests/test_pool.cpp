@@ -162,6 +162,26 @@ TEST_CASE("callbacks run in the parent") {
     CHECK(error_seen);
 }
 
+TEST_CASE("AsyncResult: the callback has run when wait() and get() return, as in Python") {
+    mproc::Pool pool(2);
+    int late = 0;
+    for (int i = 0; i < 500; ++i) {
+        std::atomic<bool> ran{false};
+        auto ar = pool.apply_async(square, i);
+        ar.then([&](int) {
+            ran = true;
+        });
+        ar.wait();
+        if (!ran) ++late;
+        auto failing = pool.map_async(fail_on_3, std::vector<int>{3});
+        std::atomic<bool> failed{false};
+        failing.then(nullptr, [&](std::exception_ptr) { failed = true; });
+        CHECK_THROWS(failing.get());
+        if (!failed) ++late;
+    }
+    CHECK(late == 0);
+}
+
 TEST_CASE("exceptions come back: standard types as themselves, others as RemoteError") {
     mproc::Pool pool(2);
     CHECK_THROWS_AS(pool.map(fail_on_3, iota(10)), std::invalid_argument);

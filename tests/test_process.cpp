@@ -25,20 +25,20 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "process_support.hpp"
 #include "support.hpp"
-
-extern char** environ;
 
 using namespace std::chrono_literals;
 using mproc::Duration;
 using mproc::StartMethod;
+using mproc_test::gone;
+using mproc_test::method_name;
 
 namespace {
 
@@ -169,26 +169,7 @@ std::size_t open_fds() {
     return n;
 }
 
-bool gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
-
-const char* method_name(StartMethod m) {
-    switch (m) {
-        case StartMethod::fork: return "fork";
-        case StartMethod::spawn: return "spawn";
-        case StartMethod::forkserver: return "forkserver";
-    }
-    return "?";
-}
-
 }  // namespace
-
-// One TEST_CASE per start method, so that ctest reports each.
-#define PER_METHOD(name, tags, fn)                                                    \
-    static void fn(StartMethod);                                                      \
-    TEST_CASE(name " [fork]", tags "[fork]") { fn(StartMethod::fork); }               \
-    TEST_CASE(name " [spawn]", tags "[spawn]") { fn(StartMethod::spawn); }            \
-    TEST_CASE(name " [forkserver]", tags "[forkserver]") { fn(StartMethod::forkserver); } \
-    static void fn(StartMethod method)
 
 // ---- basics that need no child ------------------------------------------------
 
@@ -216,8 +197,20 @@ TEST_CASE("cpu_count, start method default, names", "[process]") {
     a.close();
     REQUIRE_THROWS_AS(a.start(), mproc::ValueError);
     REQUIRE_THROWS_AS(a.pid(), mproc::ValueError);
-    mproc::Process empty;
-    REQUIRE_THROWS_AS(empty.start(), mproc::ValueError);
+    mproc::Process moved_from;
+    mproc::Process taken = std::move(moved_from);
+    REQUIRE_THROWS_AS(moved_from.start(), mproc::ValueError);
+}
+
+PER_METHOD("a Process without a target runs nothing and exits 0, as Python's Process()",
+           "[process][target]", no_target) {
+    mproc::Process p;
+    p.start_method(method);
+    REQUIRE(p.name().rfind("Process-", 0) == 0);
+    p.start();
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+    REQUIRE_FALSE(p.exception());
 }
 
 // ---- targets and arguments ------------------------------------------------------
@@ -408,16 +401,23 @@ PER_METHOD("join from several threads at once", "[process][join]", join_threads)
     REQUIRE(joined == 3);
 }
 
-PER_METHOD("the destructor of a started non-daemon Process joins it", "[process][join]", destructor_joins) {
-    mproc::Value<long> out(0);
+PER_METHOD("a Process going out of scope leaves its child running and in active_children()",
+           "[process][lifetime]", dropped_keeps_running) {
+    mproc::Event go, started;
     int pid;
     {
-        auto p = make(method, mproc::Process(check_values, 42, 2.5, std::string("hello"), std::vector<int>{1, 2, 3},
-                                             std::map<std::string, int>{{"a", 1}, {"b", 2}}, Point{7, "seven"}, out));
+        auto p = make(method, mproc::Process(wait_forever, go, started));
         p.start();
         pid = *p.pid();
-    }
-    REQUIRE(out.load() == kExpectedSum);
+    }  // no join here (the child waits for `go`: a joining destructor would hang)
+    REQUIRE(started.wait(kLong));
+    REQUIRE_FALSE(gone(pid));
+    auto kids = mproc::active_children();
+    REQUIRE(kids.size() == 1);
+    REQUIRE(kids[0].pid() == pid);
+    go.set();
+    REQUIRE(kids[0].join(kLong));
+    REQUIRE(kids[0].exitcode() == 0);
     REQUIRE(gone(pid));  // exited and reaped
     REQUIRE(mproc::active_children().empty());
 }
@@ -483,22 +483,10 @@ PER_METHOD("daemon children are terminated when the parent exits normally", "[pr
 // ---- start without init ---------------------------------------------------------
 
 TEST_CASE("spawn and forkserver without mproc::init: a clear error", "[process][init]") {
-    int out = ::memfd_create("noinit-out", 0);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, out, 1);
     char* argv[] = {const_cast<char*>(MPROC_NOINIT_HELPER), nullptr};
-    pid_t pid;
-    REQUIRE(::posix_spawn(&pid, MPROC_NOINIT_HELPER, &fa, nullptr, argv, environ) == 0);
-    posix_spawn_file_actions_destroy(&fa);
-    REQUIRE(mproc_test::wait_child(pid) == 0);
-    std::string text;
-    char buf[4096];
-    ssize_t n;
-    ::lseek(out, 0, SEEK_SET);
-    while ((n = ::read(out, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
-    ::close(out);
+    auto [code, text] = mproc_test::run_capturing(argv);
     INFO(text);
+    REQUIRE(code == 0);
     REQUIRE(text.find("spawn: ") != std::string::npos);
     REQUIRE(text.find("forkserver: ") != std::string::npos);
     REQUIRE(text.find("mproc::init(argc, argv)") != std::string::npos);

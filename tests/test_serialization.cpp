@@ -3,7 +3,8 @@
 // object, functions by reference (also in a freshly exec'd copy of this
 // binary), the streams the channel layers use, and a corruption corpus:
 // every truncation, every bit flip and seeded garbage must load or throw
-// SerializationError, never crash or allocate without bound.
+// SerializationError, never crash or allocate without bound. This binary
+// replaces operator new to measure what a load of hostile bytes allocates.
 #include <catch2/catch.hpp>
 
 #include <mproc/serialization.hpp>
@@ -20,6 +21,7 @@
 #include <boost/serialization/map.hpp>
 #include <boost/serialization/optional.hpp>
 #include <boost/serialization/string.hpp>
+#include <boost/serialization/valarray.hpp>
 #include <boost/serialization/vector.hpp>
 
 #include <atomic>
@@ -28,20 +30,89 @@
 #include <complex>
 #include <cstdlib>
 #include <cstring>
+#include <forward_list>
 #include <limits>
+#include <new>
 #include <random>
 #include <sstream>
 #include <thread>
+#include <valarray>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "piecewise_inbuf.hpp"
 #include "support.hpp"
 
 using mproc::dumps;
 using mproc::loads;
 using mproc::SerializationError;
 using Bytes = std::vector<std::byte>;
+
+// ---- allocation probe -------------------------------------------------------------
+//
+// Every operator new of this binary goes through counted_new, which keeps
+// the block's size in a 16-byte header. While a thread's probe is on, the
+// bytes it allocates (and frees, of those) are counted, and the peak of what
+// it holds is kept: what a load holds at its worst.
+
+namespace {
+struct AllocProbe {
+    bool on = false;
+    std::size_t live = 0;
+    std::size_t peak = 0;
+};
+thread_local AllocProbe probe;
+constexpr std::size_t kProbeHeader = 16;  // keeps new's 16-byte alignment
+
+void* counted_new(std::size_t n) noexcept {
+    void* p = std::malloc(n + kProbeHeader);
+    if (p == nullptr) return nullptr;
+    auto* h = static_cast<std::size_t*>(p);
+    h[0] = n;
+    h[1] = probe.on ? 1 : 0;
+    if (probe.on) {
+        probe.live += n;
+        probe.peak = std::max(probe.peak, probe.live);
+    }
+    return static_cast<char*>(p) + kProbeHeader;
+}
+void* counted_new_or_throw(std::size_t n) {
+    if (void* p = counted_new(n)) return p;
+    throw std::bad_alloc();
+}
+void counted_delete(void* q) noexcept {
+    if (q == nullptr) return;
+    auto* h = reinterpret_cast<std::size_t*>(static_cast<char*>(q) - kProbeHeader);
+    if (h[1] != 0 && probe.on) probe.live -= h[0];
+    std::free(h);
+}
+
+/// The most `f` held at once, in bytes allocated with new.
+template <class F>
+std::size_t peak_bytes(F&& f) {
+    probe = AllocProbe{true, 0, 0};
+    try {
+        f();
+    } catch (...) {
+        probe.on = false;
+        throw;
+    }
+    probe.on = false;
+    return probe.peak;
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_new_or_throw(n); }
+void* operator new[](std::size_t n) { return counted_new_or_throw(n); }
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted_new(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted_new(n); }
+void operator delete(void* p) noexcept { counted_delete(p); }
+void operator delete[](void* p) noexcept { counted_delete(p); }
+void operator delete(void* p, std::size_t) noexcept { counted_delete(p); }
+void operator delete[](void* p, std::size_t) noexcept { counted_delete(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { counted_delete(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { counted_delete(p); }
 
 namespace {
 
@@ -237,11 +308,11 @@ struct Shared {
 // Members only Boost's own headers know how to serialize.
 struct WithBoostTypes {
     boost::optional<std::string> maybe;
-    std::forward_list<int> fl;
+    std::valarray<int> va;
     std::vector<std::string> v;  // still mproc's codec
     template <class Archive>
     void serialize(Archive& ar, unsigned) {
-        ar & maybe & fl & v;
+        ar & maybe & va & v;
     }
 };
 
@@ -382,6 +453,13 @@ TEST_CASE("sequences round-trip, empty and large", "[serialization]") {
     CHECK(round_trip(dq) == dq);
     std::list<int> ls{3, 1, 2};
     CHECK(round_trip(ls) == ls);
+    std::forward_list<std::string> fl{"one", "", "three"};
+    CHECK(round_trip(fl) == fl);
+    CHECK(round_trip(std::forward_list<int>()).empty());
+    std::vector<std::pair<std::string, int>> pairs{{"b", 2}, {"a", 1}, {"", -1}};
+    CHECK(round_trip(pairs) == pairs);
+    std::vector<std::pair<bool, std::array<short, 2>>> flat_pairs{{true, {1, 2}}, {false, {3, 4}}};
+    CHECK(round_trip(flat_pairs) == flat_pairs);
 }
 
 TEST_CASE("maps and sets round-trip", "[serialization]") {
@@ -403,6 +481,35 @@ TEST_CASE("maps and sets round-trip", "[serialization]") {
     CHECK(round_trip(us) == us);
     std::unordered_multiset<int> ums{4, 4};
     CHECK(round_trip(ums) == ums);
+    std::map<std::string, int, std::greater<>> desc{{"a", 1}, {"b", 2}, {"c", 3}};
+    CHECK(round_trip(desc) == desc);
+    std::multimap<std::string, int> equal_keys{{"k", 3}, {"k", 1}, {"k", 2}, {"j", 0}};
+    CHECK(round_trip(equal_keys) == equal_keys);  // equal keys keep their order
+    std::map<std::basic_string<unsigned char>, bool> bytes_keys{{{1, 2}, true}, {{}, false}};
+    CHECK(round_trip(bytes_keys) == bytes_keys);
+}
+
+TEST_CASE("an ordered container loads from elements in any order", "[serialization]") {
+    // The body of a vector<pair> is the body of a map in the order given:
+    // unsorted, with a duplicate. The map is still a valid map; the first
+    // of two equal keys wins, as emplace does.
+    const std::vector<std::pair<std::string, int>> wire{{"m", 1}, {"z", 2}, {"a", 3}, {"m", 4}, {"b", 5}};
+    Bytes b = dumps(std::map<std::string, int>{});
+    b.resize(mproc::detail::kHeaderSize);
+    const Bytes body = dumps(wire);
+    b.insert(b.end(), body.begin() + mproc::detail::kHeaderSize, body.end());
+    std::map<std::string, int> expect;
+    for (const auto& [k, v] : wire) expect.emplace(k, v);
+    CHECK(loads<std::map<std::string, int>>(b) == expect);
+    Bytes mb = dumps(std::multimap<std::string, int>{});
+    mb.resize(mproc::detail::kHeaderSize);
+    mb.insert(mb.end(), body.begin() + mproc::detail::kHeaderSize, body.end());
+    const auto loaded = loads<std::multimap<std::string, int>>(mb);
+    std::vector<std::pair<std::string, int>> got(loaded.begin(), loaded.end()), want = wire;
+    CHECK(std::is_sorted(got.begin(), got.end(), [](auto& x, auto& y) { return x.first < y.first; }));
+    std::sort(got.begin(), got.end());
+    std::sort(want.begin(), want.end());
+    CHECK(got == want);
 }
 
 TEST_CASE("pair, tuple, optional and variant round-trip", "[serialization]") {
@@ -478,15 +585,16 @@ TEST_CASE("split save/load sees BOOST_CLASS_VERSION; base_object, nvp and arrays
 TEST_CASE("members Boost's own headers serialize go through Boost's code", "[serialization]") {
     WithBoostTypes w;
     w.maybe = std::string("boost");
-    w.fl = {3, 2, 1};
+    w.va = {3, 2, 1};
     w.v = {"x"};
     WithBoostTypes back = round_trip(w);
     REQUIRE(back.maybe.has_value());
     CHECK(*back.maybe == "boost");
-    CHECK(back.fl == w.fl);
+    REQUIRE(back.va.size() == 3);
+    CHECK((back.va[0] == 3 && back.va[1] == 2 && back.va[2] == 1));
     CHECK(back.v == w.v);
     CHECK_FALSE(round_trip(WithBoostTypes{}).maybe.has_value());
-    // A corrupt forward_list length is caught before Boost sizes anything.
+    // A corrupt valarray length is caught before Boost sizes anything.
     Bytes b = dumps(w);
     Outcome out;
     for (std::size_t n = 0; n < b.size(); ++n) expect_load_or_error<WithBoostTypes>(Bytes(b.begin(), b.begin() + n), out);
@@ -730,6 +838,7 @@ TEST_CASE("a function reference resolves in a freshly exec'd process", "[seriali
 namespace {
 // An OutBuf that hands out tiny pieces, like a ring with little free space
 // at its end: dump_to must produce the same bytes.
+template <std::size_t Piece = 7>
 class ChunkedOutBuf final : public mproc::detail::OutBuf {
 public:
     Bytes bytes;
@@ -747,28 +856,10 @@ public:
     }
 
 private:
-    char piece_[7];
+    char piece_[Piece];
 };
 
-// An InBuf that serves its input in pieces of 5 bytes (a wrapped ring item).
-class PiecewiseInBuf final : public mproc::detail::InBuf {
-public:
-    explicit PiecewiseInBuf(std::span<const std::byte> all) : all_(all) { serve(); }
-
-protected:
-    bool refill() override { return serve(); }
-
-private:
-    bool serve() {
-        if (at_ >= all_.size()) return false;
-        std::size_t n = std::min<std::size_t>(5, all_.size() - at_);
-        set_area(all_.subspan(at_, n), all_.size() - at_ - n);
-        at_ += n;
-        return true;
-    }
-    std::span<const std::byte> all_;
-    std::size_t at_ = 0;
-};
+using mproc_test::PiecewiseInBuf;
 }  // namespace
 
 TEST_CASE("dump_to writes the same bytes to any stream; load_from reads pieces", "[serialization][streams]") {
@@ -777,7 +868,7 @@ TEST_CASE("dump_to writes the same bytes to any stream; load_from reads pieces",
     const Bytes expect_r = dumps(r);
     const Bytes expect_m = dumps(m);
 
-    ChunkedOutBuf chunked;
+    ChunkedOutBuf<> chunked;
     mproc::detail::dump_to(chunked, r);
     chunked.flush();
     CHECK(chunked.bytes == expect_r);
@@ -806,7 +897,7 @@ TEST_CASE("dump_to writes the same bytes to any stream; load_from reads pieces",
     CHECK(mproc::detail::encoded_size(r) == expect_r.size());
     CHECK(mproc::detail::encoded_size(m) == expect_m.size());
 
-    PiecewiseInBuf in(expect_r);
+    PiecewiseInBuf<> in(expect_r);
     CHECK(mproc::detail::load_from<Record>(in) == r);
     CHECK(in.remaining() == 0);
 
@@ -819,13 +910,66 @@ TEST_CASE("dump_to writes the same bytes to any stream; load_from reads pieces",
     CHECK(both.remaining() == 0);
 }
 
+namespace {
+// dumps through pieces of Out bytes and loads through pieces of In bytes
+// give the same bytes and value as the contiguous path.
+template <std::size_t Out, std::size_t In, class T>
+void check_pieces(const T& v) {
+    const Bytes whole = dumps(v);
+    ChunkedOutBuf<Out> out;
+    mproc::detail::dump_to(out, v);
+    out.flush();
+    CHECK(out.bytes == whole);
+    PiecewiseInBuf<In> in(whole);
+    CHECK(mproc::detail::load_from<T>(in) == v);
+    CHECK(in.remaining() == 0);
+}
+}  // namespace
+
+TEST_CASE("runs of simple elements survive any cut into pieces", "[serialization][streams]") {
+    // Runs of strings, ints, bools and pairs are written and read a run at
+    // a time; every piece boundary (in the middle of a length, a string, a
+    // number) sends one element through the general path.
+    std::map<std::string, int> m;
+    for (int i = 0; i < 300; ++i) m["key" + std::to_string(i * 37)] = i;
+    m[std::string(200, 'L')] = -1;  // longer than any piece: always the general path
+    std::vector<std::pair<std::string, bool>> pairs;
+    for (int i = 0; i < 200; ++i) pairs.emplace_back(std::string(static_cast<std::size_t>(i % 20), 'p'), i % 3 == 0);
+    std::unordered_map<std::string, std::int64_t> hashed{{"a", 1}, {"bb", -2}, {std::string(130, 'c'), 3}};
+    std::set<std::string> words{"", "x", "yy", std::string(140, 'z')};
+    std::forward_list<std::pair<std::array<short, 2>, std::string>> fl{{{1, 2}, "x"}, {{3, 4}, ""}};
+    check_pieces<7, 5>(m);
+    check_pieces<64, 13>(m);
+    check_pieces<7, 5>(pairs);
+    check_pieces<29, 64>(pairs);
+    check_pieces<7, 5>(hashed);
+    check_pieces<7, 3>(words);
+    check_pieces<11, 1>(fl);
+}
+
+TEST_CASE("a malformed element inside a run is a SerializationError", "[serialization][errors]") {
+    std::vector<std::pair<std::string, bool>> pairs(50, {"ab", true});
+    Bytes b = dumps(pairs);
+    // Each element is 4 bytes (length, 'a', 'b', bool) after the header and
+    // the 1-byte length: the 20th element's bool becomes 2.
+    b[mproc::detail::kHeaderSize + 1 + 19 * 4 + 3] = std::byte{2};
+    CHECK_THROWS_AS((loads<std::vector<std::pair<std::string, bool>>>(b)), SerializationError);
+    // An overlong length in the middle of a run of map keys.
+    std::map<std::string, int> m{{"a", 1}, {"b", 2}, {"c", 3}};
+    Bytes mb = dumps(m);
+    mb[mproc::detail::kHeaderSize + 1 + 6] = std::byte{0xff};  // the second key's length
+    CHECK_THROWS_AS((loads<std::map<std::string, int>>(mb)), SerializationError);
+}
+
 TEST_CASE("dumps and loads run concurrently on many threads", "[serialization]") {
     std::atomic<int> failures{0};
     std::vector<std::thread> threads;
     for (int t = 0; t < 4; ++t) {
         threads.emplace_back([&, t] {
             for (int i = 0; i < 300; ++i) {
-                Record r{"t" + std::to_string(t), {t, i}, std::nullopt, {{"i", i}}, {i, {}}};
+                std::string name = "t";  // appended: GCC 12 -O3 warns falsely (-Wrestrict) on "t" + str
+                name += std::to_string(t);
+                Record r{name, {t, i}, std::nullopt, {{"i", i}}, {i, {}}};
                 if (!(round_trip(r) == r)) ++failures;
             }
         });
@@ -920,6 +1064,147 @@ TEST_CASE("a length prefix claiming 2^60 elements fails before allocating", "[se
     }
 }
 
+// ---- what hostile bytes may make a load hold -------------------------------------
+
+namespace {
+
+// Large in memory, small on the wire; its bool is checked on load.
+struct Wide {
+    bool flag = false;
+    std::array<std::byte, 4092> pad{};
+    template <class Archive>
+    void serialize(Archive& ar, unsigned) {
+        ar & flag;
+    }
+};
+static_assert(sizeof(Wide) == 4093 || sizeof(Wide) == 4096);
+
+/// Bytes with T's header, then `body`.
+template <class T>
+Bytes with_header(const Bytes& body) {
+    Bytes b(mproc::detail::kHeaderSize);
+    mproc::detail::encode_header(b.data(), mproc::detail::type_hash<T>());
+    b.insert(b.end(), body.begin(), body.end());
+    return b;
+}
+
+/// A length of `n`, then `fill` bytes of `byte`.
+Bytes claim(std::uint64_t n, std::size_t fill, std::uint8_t byte) {
+    Bytes b;
+    put_varint(b, n);
+    b.insert(b.end(), fill, static_cast<std::byte>(byte));
+    return b;
+}
+
+// What a load of `bytes` as T holds at its worst, checked against the
+// promise: at most kSpeculationFactor bytes per input byte set aside for
+// elements not yet decoded, plus a little for the error itself.
+constexpr std::size_t kErrorSlack = 2048;  // the SerializationError's message, an archive
+
+template <class T>
+void check_hostile(const char* what, const Bytes& bytes) {
+    bool rejected = false;
+    const std::size_t peak = peak_bytes([&] {
+        try {
+            (void)loads<T>(bytes);
+        } catch (const SerializationError&) {
+            rejected = true;
+        }
+    });
+    INFO(what << ": " << bytes.size() << " bytes in, " << peak << " bytes held at the peak");
+    CHECK(rejected);
+    CHECK(peak <= mproc::detail::kSpeculationFactor * bytes.size() + kErrorSlack);
+}
+
+}  // namespace
+
+TEST_CASE("the probe sees what a load allocates", "[serialization][alloc]") {
+    // A control for the test below: a good vector of 1000 strings of 20
+    // characters holds (at least) their 1000 heap buffers.
+    const Bytes good = dumps(std::vector<std::string>(1000, std::string(20, 's')));
+    const std::size_t peak = peak_bytes([&] { CHECK(loads<std::vector<std::string>>(good).size() == 1000); });
+    CHECK(peak >= 1000 * 21 + 1000 * sizeof(std::string));
+}
+
+TEST_CASE("hostile lengths never make a load hold more than the input justifies", "[serialization][alloc]") {
+    constexpr std::size_t R = 4000;  // body bytes after the length
+    // Issue 11's case: 135 bytes claiming 126 elements of a 4 KiB type
+    // with a serialize(), each of whose first byte is a bad bool. It used to
+    // reserve 126 elements (516 KB) before reading the first.
+    const Bytes wide = with_header<std::vector<Wide>>(claim(126, 126, 0x02));
+    CHECK(wide.size() == 135);
+    check_hostile<std::vector<Wide>>("vector<Wide>", wide);
+    // A run of 0xff is an overlong length for the first element: every
+    // container of strings claims R elements and has none.
+    const Bytes strings = claim(R, R, 0xff);
+    check_hostile<std::vector<std::string>>("vector<string>", with_header<std::vector<std::string>>(strings));
+    check_hostile<std::deque<std::string>>("deque<string>", with_header<std::deque<std::string>>(strings));
+    check_hostile<std::list<std::string>>("list<string>", with_header<std::list<std::string>>(strings));
+    check_hostile<std::forward_list<std::string>>("forward_list<string>",
+                                                  with_header<std::forward_list<std::string>>(strings));
+    check_hostile<std::set<std::string>>("set<string>", with_header<std::set<std::string>>(strings));
+    check_hostile<std::multiset<std::string>>("multiset<string>", with_header<std::multiset<std::string>>(strings));
+    check_hostile<std::unordered_set<std::string>>("unordered_set<string>",
+                                                   with_header<std::unordered_set<std::string>>(strings));
+    check_hostile<std::unordered_multiset<std::string>>("unordered_multiset<string>",
+                                                        with_header<std::unordered_multiset<std::string>>(strings));
+    const Bytes entries = claim(R / 2, R, 0xff);  // entries of at least 2 bytes
+    using MapSB = std::map<std::string, bool>;
+    using MultiSB = std::multimap<std::string, bool>;
+    using HashSB = std::unordered_map<std::string, bool>;
+    using HashMultiSB = std::unordered_multimap<std::string, bool>;
+    check_hostile<MapSB>("map<string, bool>", with_header<MapSB>(entries));
+    check_hostile<MultiSB>("multimap<string, bool>", with_header<MultiSB>(entries));
+    check_hostile<HashSB>("unordered_map<string, bool>", with_header<HashSB>(entries));
+    check_hostile<HashMultiSB>("unordered_multimap<string, bool>", with_header<HashMultiSB>(entries));
+    // Bad bools (2) after an empty key: the first value fails.
+    Bytes bad_values = claim(R / 2, 0, 0);
+    for (std::size_t i = 0; i < R / 2; ++i) bad_values.insert(bad_values.end(), {std::byte{0}, std::byte{2}});
+    check_hostile<HashSB>("unordered_map<string, bool>, bad bools", with_header<HashSB>(bad_values));
+    check_hostile<std::vector<std::pair<std::string, bool>>>(
+        "vector<pair<string, bool>>, bad bools", with_header<std::vector<std::pair<std::string, bool>>>(bad_values));
+    // Raw blocks and strings: the bytes must all be there before anything is
+    // allocated, so one more than fits is refused at once.
+    check_hostile<std::string>("string", with_header<std::string>(claim(R + 1, R, 'c')));
+    check_hostile<std::u16string>("u16string", with_header<std::u16string>(claim(R / 2 + 1, R, 'c')));
+    check_hostile<std::vector<double>>("vector<double>", with_header<std::vector<double>>(claim(R / 8 + 1, R, 0)));
+    check_hostile<std::vector<bool>>("vector<bool>", with_header<std::vector<bool>>(claim(8 * R + 1, R, 0)));
+    // Boost's own collection code (valarray) is held to the bytes left: a
+    // valarray of R ints cut to R bytes of data.
+    WithBoostTypes w;
+    w.va.resize(R);
+    Bytes cut = dumps(w);
+    cut.resize(cut.size() - 1 - 3 * R);  // `v`'s length and 3R bytes of data gone
+    check_hostile<WithBoostTypes>("valarray in a user type", cut);
+}
+
+TEST_CASE("nested and recursive containers share one allowance", "[serialization][alloc]") {
+    // vector<vector<vector<int>>>: each level claims all it could; the
+    // innermost length is impossible. Separately each level could reserve
+    // 24 bytes per input byte; together they stay within the allowance.
+    constexpr std::size_t R = 3000;
+    Bytes nested;
+    put_varint(nested, R);
+    put_varint(nested, R - 2);
+    put_varint(nested, std::uint64_t{1} << 40);
+    nested.resize(R + 4, std::byte{0});
+    check_hostile<std::vector<std::vector<std::vector<int>>>>(
+        "vector<vector<vector<int>>>", with_header<std::vector<std::vector<std::vector<int>>>>(nested));
+    // A recursive user type, each level claiming as many children as bytes
+    // are left: without a shared allowance, quadratic in the depth.
+    Bytes tree;
+    for (int level = 0; level < 300; ++level) {
+        const int value = level;
+        const auto* v = reinterpret_cast<const std::byte*>(&value);
+        tree.insert(tree.end(), v, v + sizeof value);
+        put_varint(tree, 2000 - 6 * static_cast<std::uint64_t>(level + 1));  // all the bytes left
+    }
+    tree.resize(2000, std::byte{0xff});
+    check_hostile<Tree>("Tree, 300 levels", with_header<Tree>(tree));
+    // Handles: refs and values claimed, then garbage.
+    check_hostile<mproc::Lock>("Lock", with_header<mproc::Lock>(claim(R / 44, R, 0xff)));
+}
+
 // ---- corruption corpus -----------------------------------------------------------
 
 namespace {
@@ -983,7 +1268,7 @@ TEST_CASE("corruption corpus: every mutation loads or throws SerializationError"
     add(corrupt(Point{1, 2, 3}, 13));
     WithBoostTypes w;
     w.maybe = "m";
-    w.fl = {1, 2};
+    w.va = {1, 2};
     w.v = {"v"};
     add(corrupt(w, 14));
     INFO("loaded " << total.loaded << ", rejected " << total.rejected);

@@ -1,11 +1,19 @@
-// SharedMemory, Value, Array and MappedFile across real (forked) processes.
+// SharedMemory, Value, Array, MappedFile and SharedMemoryManager across real
+// (forked and spawned) processes.
 #include <catch2/catch.hpp>
 
+#include <mproc/detail/shm_tracker.hpp>
+#include <mproc/process.hpp>
 #include <mproc/shared_memory.hpp>
 
+#include <atomic>
+#include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <new>
+#include <ranges>
 #include <set>
 #include <string>
 #include <thread>
@@ -17,23 +25,10 @@
 using mproc_test::fork_child;
 using mproc_test::wait_child;
 
+using mproc_test::shm_entries;
+
 namespace {
-
-std::string unique_name(const char* what) {
-    return std::string("mproc-test-") + what + "-" + std::to_string(::getpid());
-}
-
-// /dev/shm entries, less the ones other tests of this suite make and remove
-// while this one runs (ctest runs tests in parallel).
-std::set<std::string> shm_entries() {
-    std::set<std::string> s;
-    for (const auto& e : std::filesystem::directory_iterator("/dev/shm")) {
-        std::string name = e.path().filename();
-        if (name.rfind("mproc-test-", 0) != 0) s.insert(name);
-    }
-    return s;
-}
-
+std::string unique_name(const char* what) { return mproc_test::unique_shm_name(what); }
 }  // namespace
 
 TEST_CASE("anonymous SharedMemory is shared with a forked child and never named", "[shm]") {
@@ -214,4 +209,122 @@ TEST_CASE("a Lock handle refuses to import as an RLock or an Event", "[shm][hand
     same.release();
     REQUIRE(lock.try_lock());
     lock.release();
+}
+
+// ---- named segments as handles, SharedMemoryManager ------------------------
+
+namespace {
+
+void check(bool ok, const char* what) {
+    if (!ok) throw std::runtime_error(what);
+}
+
+void named_in_child(mproc::SharedMemory shm, std::string name, mproc::MappedFile file, std::string path) {
+    check(shm.name() == name, "the named segment's handle lost its name");
+    check(file.path() == path, "the mapped file's handle lost its path");
+    std::memcpy(shm.data(), "spawned", 8);
+    std::memcpy(file.data(), "spawned", 8);
+}
+
+void sum_into(mproc::ShareableList<long> sl, std::size_t start, std::size_t end) {
+    for (std::size_t i = start; i < end; ++i) sl[i] = sl[i] * sl[i];
+}
+
+struct NameReport {
+    std::atomic<int> tracker{0};
+    char names[2][64] = {};
+};
+
+}  // namespace
+
+TEST_CASE("named SharedMemory and MappedFile handles reach a spawned child with their name and path", "[shm][spawn]") {
+    const std::string name = unique_name("handle");
+    auto path = std::filesystem::temp_directory_path() / unique_name("handle-file");
+    auto shm = mproc::SharedMemory::create(name, 4096);
+    mproc::MappedFile file(path.string(), 4096);
+    mproc::Process p(named_in_child, shm, name, file, path.string());
+    p.start_method(mproc::StartMethod::spawn);
+    p.start();
+    REQUIRE(p.join(std::chrono::seconds(60)));
+    REQUIRE(p.exitcode() == 0);
+    REQUIRE(std::string(reinterpret_cast<const char*>(shm.data())) == "spawned");
+    REQUIRE(std::string(reinterpret_cast<const char*>(file.data())) == "spawned");
+    shm.unlink();
+    std::filesystem::remove(path);
+}
+
+TEST_CASE("SharedMemoryManager: segments and lists made, shared, and gone after shutdown", "[shm][smm]") {
+    auto before = shm_entries();
+    mproc::SharedMemoryManager smm;
+    smm.start();
+    auto raw = smm.SharedMemory(128);
+    auto sl = smm.ShareableList<long>(std::views::iota(0L, 2000L));
+    REQUIRE(smm.names().size() == 2);
+    REQUIRE(std::filesystem::exists("/dev/shm/" + raw.name()));
+    REQUIRE(std::filesystem::exists("/dev/shm/" + sl.name()));
+
+    // Python's example: two processes each square half of the list.
+    mproc::Process p1(sum_into, sl, std::size_t{0}, std::size_t{1000});
+    mproc::Process p2(sum_into, sl, std::size_t{1000}, std::size_t{2000});
+    p1.start_method(mproc::StartMethod::spawn);
+    p1.start();
+    p2.start();  // fork
+    REQUIRE(p1.join(std::chrono::seconds(60)));
+    REQUIRE(p2.join(std::chrono::seconds(60)));
+    long total = 0;
+    for (long x : sl) total += x;
+    REQUIRE(total == 1999L * 2000 * 3999 / 6);
+
+    // A forked child's copy of the manager never unlinks the parent's.
+    pid_t pid = fork_child([&] { smm.shutdown(); });
+    REQUIRE(wait_child(pid) == 0);
+    REQUIRE(std::filesystem::exists("/dev/shm/" + sl.name()));
+
+    smm.shutdown();
+    REQUIRE_FALSE(std::filesystem::exists("/dev/shm/" + raw.name()));
+    REQUIRE_FALSE(std::filesystem::exists("/dev/shm/" + sl.name()));
+    REQUIRE(sl[1999] == 1999L * 1999);  // mappings outlive the names
+    REQUIRE_THROWS_AS(smm.SharedMemory(16), mproc::ValueError);
+    REQUIRE_THROWS_AS(smm.start(), mproc::ValueError);
+    smm.shutdown();  // again: nothing
+    // Nothing of this manager's is left. (Only its own names are compared:
+    // ctest runs another test beside this one, which may hold segments of a
+    // SharedMemoryManager of its own.)
+    const std::string ours = raw.name().substr(0, raw.name().rfind('-') + 1);  // "mproc-smm-<pid>-"
+    for (const auto& e : shm_entries())
+        if (!before.count(e)) REQUIRE(e.rfind(ours, 0) != 0);
+}
+
+TEST_CASE("SharedMemoryManager: destruction unlinks, and so does its process's kill -9", "[shm][smm]") {
+    std::string made;
+    {
+        mproc::SharedMemoryManager smm;
+        made = smm.SharedMemory(64).name();
+        REQUIRE(std::filesystem::exists("/dev/shm/" + made));
+    }
+    REQUIRE_FALSE(std::filesystem::exists("/dev/shm/" + made));
+
+    mproc::SharedMemory mem(sizeof(NameReport));
+    auto* report = new (mem.data()) NameReport();
+    mproc::Event ready, never;
+    pid_t pid = fork_child([&] {
+        mproc::SharedMemoryManager smm;
+        auto a = smm.SharedMemory(64);
+        auto b = smm.ShareableList<std::string>({"x", "y"});
+        std::strncpy(report->names[0], a.name().c_str(), 63);
+        std::strncpy(report->names[1], b.name().c_str(), 63);
+        report->tracker = mproc::detail::shm_tracker_pid();
+        ready.set();
+        never.wait(std::chrono::seconds(60));
+    });
+    REQUIRE(ready.wait(std::chrono::seconds(30)));
+    const std::string a = report->names[0], b = report->names[1];
+    REQUIRE(std::filesystem::exists("/dev/shm/" + a));
+    REQUIRE(std::filesystem::exists("/dev/shm/" + b));
+    mproc_test::ExitWatch tracker(report->tracker.load());
+    ::kill(pid, SIGKILL);
+    REQUIRE(wait_child(pid) == -SIGKILL);
+    REQUIRE(tracker.wait(std::chrono::seconds(30)));  // the tracker unlinked, then exited
+    REQUIRE_FALSE(std::filesystem::exists("/dev/shm/" + a));
+    REQUIRE_FALSE(std::filesystem::exists("/dev/shm/" + b));
 }

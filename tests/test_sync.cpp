@@ -3,10 +3,13 @@
 // exit code; they synchronize with the parent through Events, never sleeps.
 #include <catch2/catch.hpp>
 
+#include <mproc/process.hpp>
 #include <mproc/shared_memory.hpp>
 #include <mproc/sync.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -128,6 +131,86 @@ TEST_CASE("kill -9 of a child blocked holding an RLock twice, while the parent w
     lock.release();  // one level: the dead owner's levels are not ours
     REQUIRE_FALSE(lock.is_owned());
     REQUIRE(wait_child(pid) == -SIGKILL);
+}
+
+namespace {
+// Spawned with MPROC_NO_LOCK_PI2=1: timed waits take the CLOCK_REALTIME
+// slices a kernel without FUTEX_LOCK_PI2 needs. The parent holds the lock.
+void timed_lock_child(mproc::Lock lock, mproc::Event timed_out) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (lock.acquire(0.3s)) std::exit(2);
+    if (std::chrono::steady_clock::now() - t0 < 0.3s) std::exit(3);
+    if (!lock.locked()) std::exit(4);
+    timed_out.set();
+    if (!lock.acquire(kLong)) std::exit(5);
+    lock.release();
+}
+}  // namespace
+
+TEST_CASE("Lock: timed acquire waits its time on CLOCK_MONOTONIC, then succeeds; locked()",
+          "[sync][lock]") {
+    mproc::Lock lock;
+    REQUIRE_FALSE(lock.locked());
+    lock.acquire();
+    REQUIRE(lock.locked());
+    mproc::Event timed_out;
+    pid_t pid = fork_child([&] {
+        auto t0 = std::chrono::steady_clock::now();
+        check(!lock.acquire(0.2s), "acquired a held lock");
+        check(std::chrono::steady_clock::now() - t0 >= 0.2s, "returned before its timeout");
+        check(lock.locked(), "locked() false while the parent holds it");
+        timed_out.set();
+        check(lock.acquire(kLong), "never got the lock");
+        check(lock.locked(), "locked() false while held");
+        lock.release();
+    });
+    REQUIRE(timed_out.wait(kLong));
+    lock.release();
+    REQUIRE(wait_child(pid) == 0);
+    REQUIRE_FALSE(lock.locked());
+
+    mproc::RLock r;
+    REQUIRE_FALSE(r.locked());
+    r.acquire();
+    r.acquire();
+    REQUIRE(r.locked());
+    r.release();
+    REQUIRE(r.locked());
+    r.release();
+    REQUIRE_FALSE(r.locked());
+}
+
+TEST_CASE("Lock: timed acquire on a kernel without FUTEX_LOCK_PI2 (the sliced fallback)",
+          "[sync][lock][process]") {
+    mproc::Lock lock;
+    mproc::Event timed_out;
+    lock.acquire();
+    ::setenv("MPROC_NO_LOCK_PI2", "1", 1);
+    mproc::Process p(timed_lock_child, lock, timed_out);
+    p.start_method(mproc::StartMethod::spawn).start();
+    ::unsetenv("MPROC_NO_LOCK_PI2");
+    REQUIRE(timed_out.wait(kLong));
+    lock.release();
+    REQUIRE(p.join(kLong));
+    REQUIRE(p.exitcode() == 0);
+}
+
+TEST_CASE("Lock: locked() is false once its owner died holding it", "[sync][lock][robust]") {
+    mproc::Lock lock;
+    mproc::Event holding, never;
+    pid_t pid = fork_child([&] {
+        lock.acquire();
+        holding.set();
+        never.wait();
+    });
+    REQUIRE(holding.wait(kLong));
+    REQUIRE(lock.locked());
+    ::kill(pid, SIGKILL);
+    REQUIRE(wait_child(pid) == -SIGKILL);
+    REQUIRE_FALSE(lock.locked());  // the next acquire succeeds at once
+    REQUIRE(lock.acquire(Duration(0)));
+    REQUIRE(lock.owner_died());
+    lock.release();
 }
 
 // ---- RLock --------------------------------------------------------------
@@ -281,6 +364,19 @@ TEST_CASE("Semaphore acquire times out, release wakes a waiting process", "[sync
     REQUIRE(sem.get_value() == 0);
 }
 
+TEST_CASE("Semaphore: locked() is true exactly when acquire would block", "[sync][semaphore]") {
+    mproc::Semaphore sem(1);
+    REQUIRE_FALSE(sem.locked());
+    REQUIRE(sem.acquire(Duration(0)));
+    REQUIRE(sem.locked());
+    pid_t pid = fork_child([&] { check(sem.locked(), "locked() false in another process"); });
+    REQUIRE(wait_child(pid) == 0);
+    sem.release(2);
+    REQUIRE_FALSE(sem.locked());
+    REQUIRE(sem.get_value() == 2);
+    REQUIRE_THROWS_AS(mproc::Semaphore(0x80000000u), mproc::ValueError);
+}
+
 TEST_CASE("BoundedSemaphore over-release throws and changes nothing", "[sync][semaphore]") {
     mproc::BoundedSemaphore sem(2);
     REQUIRE_THROWS_AS(sem.release(), mproc::ValueError);
@@ -373,6 +469,25 @@ TEST_CASE("Barrier: a timed-out wait breaks it for everyone until reset", "[sync
     bar.reset();
     REQUIRE_FALSE(bar.broken());
     REQUIRE(bar.n_waiting() == 0);
+}
+
+void barrier_default_timeout_child(mproc::Barrier bar) {
+    try {
+        bar.wait();  // no timeout here: the creator's default must apply
+    } catch (const mproc::BrokenBarrierError&) {
+        std::exit(7);
+    }
+}
+
+TEST_CASE("Barrier: its default timeout travels to spawned and forkserver children", "[sync][barrier][process]") {
+    for (auto method : {mproc::StartMethod::spawn, mproc::StartMethod::forkserver}) {
+        mproc::Barrier bar(2, {}, 100ms);
+        mproc::Process p(barrier_default_timeout_child, bar);
+        p.start_method(method).start();
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 7);
+        REQUIRE(bar.broken());
+    }
 }
 
 TEST_CASE("Barrier: abort() breaks waiters, the action runs once per round", "[sync][barrier]") {

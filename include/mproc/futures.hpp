@@ -15,7 +15,9 @@
 // callable works there).
 //
 // A Future is pending until a worker takes it; cancel() succeeds only
-// then. Done callbacks run in this process, in the thread that finishes the
+// then, and cancel(/*interrupt=*/true) also stops a running task.
+// submit(TaskOptions{.timeout}, ...) bounds one task's running time;
+// ex.map(f, inputs, {.buffersize}) is lazy and bounded (Python 3.14). Done callbacks run in this process, in the thread that finishes the
 // Future (or at once if it is already done).
 //
 // Thread safety: executors and Futures may be used from any thread.
@@ -31,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <thread>
 #include <tuple>
 #include <type_traits>
@@ -63,17 +66,34 @@ public:
     bool done() const { return s_->ready(); }
     bool running() const { return s_->phase() == detail::ResultState<R>::Phase::running; }
     bool cancelled() const { return s_->phase() == detail::ResultState<R>::Phase::cancelled; }
-    /// True if cancelled (now or before); false once running or done.
-    bool cancel() const { return s_->cancel(); }
+    /// True if cancelled (now or before); false once running or done —
+    /// unless `interrupt`: a running task is then stopped too (its worker
+    /// is killed and replaced; ProcessPoolExecutor only) and the Future is
+    /// cancelled.
+    bool cancel(bool interrupt = false) const { return s_->cancel() || (interrupt && s_->interrupt()); }
     /// fn(future) once done.
     void add_done_callback(std::function<void(Future<R>)> fn) const {
         Future self = *this;
         s_->add_callback([self, fn = std::move(fn)] { fn(self); });
     }
+    /// The same shared state (copies of one submitted task's Future).
     friend bool operator==(const Future& a, const Future& b) noexcept { return a.s_ == b.s_; }
 
 private:
+    friend struct std::hash<Future>;
     std::shared_ptr<detail::ResultState<R>> s_;
+};
+
+/// ProcessPoolExecutor's options (Python 3.11-3.14's keyword arguments).
+struct ExecutorOptions {
+    /// 0: cpu_count().
+    int max_workers = 0;
+    PoolInitializer initializer{};
+    InitArgs initargs{};
+    /// Tasks a worker runs before it is replaced; 0: no limit.
+    std::uint64_t max_tasks_per_child = 0;
+    /// nullopt: get_start_method().
+    std::optional<StartMethod> start_method{};
 };
 
 /// concurrent.futures.ProcessPoolExecutor.
@@ -81,15 +101,13 @@ class ProcessPoolExecutor {
 public:
     /// max_workers 0: cpu_count(). max_tasks_per_child 0: no limit.
     explicit ProcessPoolExecutor(int max_workers = 0, std::optional<StartMethod> start_method = std::nullopt,
-                                 std::uint64_t max_tasks_per_child = 0) {
-        detail::PoolConfig cfg;
-        cfg.processes = max_workers > 0 ? max_workers : cpu_count();
-        cfg.maxtasks = max_tasks_per_child;
-        cfg.break_on_death = true;
-        cfg.factory = detail::daemon_factory(PoolInitializer().factory(InitArgs()),
-                                             start_method.value_or(get_start_method()));
-        core_ = std::make_unique<detail::PoolCore>(std::move(cfg));
-    }
+                                 std::uint64_t max_tasks_per_child = 0)
+        : ProcessPoolExecutor(ExecutorOptions{.max_workers = max_workers,
+                                              .max_tasks_per_child = max_tasks_per_child,
+                                              .start_method = start_method}) {}
+    explicit ProcessPoolExecutor(const ExecutorOptions& o) : ProcessPoolExecutor(config_for(o)) {}
+    /// An executor over another transport (MPIPoolExecutor); internal.
+    explicit ProcessPoolExecutor(detail::PoolConfig cfg) : sub_((cfg.break_on_death = true, std::move(cfg))) {}
     ~ProcessPoolExecutor() {
         try {
             shutdown(true);
@@ -100,67 +118,50 @@ public:
     ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
 
     template <class F, class... A>
+        requires(!detail::is_task_options_v<F>)
     auto submit(F f, A&&... args) {
-        detail::check_pool_callable<F>();
-        using Item = std::tuple<std::decay_t<A>...>;
-        using R = std::decay_t<detail::task_result_t<F, Item, true>>;
-        auto s = std::make_shared<detail::ResultState<R>>();
-        s->set_pump(core_->pump());
-        detail::VectorOutBuf out(64);
-        detail::put_item(out, Item(std::forward<A>(args)...));
-        std::vector<detail::Chunk> chunks;
-        chunks.push_back(detail::Chunk{std::make_shared<detail::SingleJob<R>>(s, true), 0, 1, out.take()});
-        core_->submit(&detail::task_entry<F, Item, true>, detail::task_function(f),
-                      &detail::task_ref<F, Item, true>, std::move(chunks));
-        return Future<R>(std::move(s));
+        return submit(TaskOptions{}, f, std::forward<A>(args)...);
+    }
+    /// submit with a per-task timeout: result() throws TimeoutError once the
+    /// task has run that long (its worker is killed and replaced; the
+    /// executor stays usable).
+    template <class F, class... A>
+    auto submit(const TaskOptions& o, F f, A&&... args) {
+        using R = std::decay_t<detail::task_result_t<F, std::tuple<std::decay_t<A>...>, true>>;
+        return Future<R>(sub_.one(true, o, f, std::forward<A>(args)...));
     }
 
-    /// Ordered results of f over inputs (chunksize items per message).
+    /// Results of f over inputs, in input order, as a lazy range (Python
+    /// 3.14): chunksize items per message (default 1), buffersize chunks in
+    /// flight at most (0: all submitted now), timeout for the whole map.
     template <class F, class Range>
-    auto map(F f, const Range& inputs, std::size_t chunksize = 1) {
+    auto map(F f, Range&& inputs, std::size_t chunksize = 1) {
+        return map(f, std::forward<Range>(inputs), MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto map(F f, Range&& inputs, const MapOptions& o) {
         using Item = std::decay_t<std::ranges::range_value_t<Range>>;
-        std::vector<Future<std::decay_t<detail::task_result_t<F, std::tuple<Item>, true>>>> fs;
-        if (chunksize <= 1) {
-            for (const auto& x : inputs) fs.push_back(submit(f, x));
-            using R = std::decay_t<detail::task_result_t<F, std::tuple<Item>, true>>;
-            std::vector<detail::stored_t<R>> out;
-            out.reserve(fs.size());
-            for (auto& fu : fs) {
-                if constexpr (std::is_void_v<R>) fu.result(), out.emplace_back();
-                else out.push_back(fu.result());
-            }
-            return out;
-        }
-        detail::check_pool_callable<F>();
-        using R = std::decay_t<detail::task_result_t<F, Item, false>>;
-        using V = std::vector<detail::stored_t<R>>;
-        std::size_t n = static_cast<std::size_t>(std::ranges::distance(inputs));
-        auto s = std::make_shared<detail::ResultState<V>>();
-        s->set_pump(core_->pump());
-        auto job = std::make_shared<detail::MapJob<R>>(s, n);
-        std::vector<detail::Chunk> chunks;
-        auto it = std::ranges::begin(inputs);
-        for (std::size_t i = 0; i < n;) {
-            std::size_t first = i;
-            detail::VectorOutBuf out(64 * chunksize);
-            for (std::size_t k = 0; k < chunksize && i < n; ++k, ++i, ++it) detail::put_item(out, Item(*it));
-            chunks.push_back(detail::Chunk{job, first, static_cast<std::uint32_t>(i - first), out.take()});
-        }
-        if (n) core_->submit(&detail::task_entry<F, Item, false>, detail::task_function(f),
-                             &detail::task_ref<F, Item, false>, std::move(chunks));
-        return AsyncResult<V>(s).get();
+        return sub_.lazy<F, Item, false>(f, std::forward<Range>(inputs), o, o.chunksize ? o.chunksize : 1, true);
     }
 
     /// No more submissions. wait: block until the work is done and the
     /// workers have exited. cancel_futures: cancel the Futures no worker
     /// has taken yet.
-    void shutdown(bool wait = true, bool cancel_futures = false) { core_->shutdown(wait, cancel_futures); }
+    void shutdown(bool wait = true, bool cancel_futures = false) { sub_.core().shutdown(wait, cancel_futures); }
+    /// Python 3.14: shutdown(wait=false, cancel_futures=true) and SIGTERM /
+    /// SIGKILL to every worker; running Futures fail with BrokenProcessPool.
+    void terminate_workers() { sub_.core().end_workers(false); }
+    void kill_workers() { sub_.core().end_workers(true); }
 
     /// The live workers' pids (for tests and monitoring).
-    std::vector<int> worker_pids() const { return core_->worker_pids(); }
+    std::vector<int> worker_pids() const { return sub_.core().worker_pids(); }
 
 private:
-    std::unique_ptr<detail::PoolCore> core_;
+    static detail::PoolConfig config_for(const ExecutorOptions& o) {
+        return detail::local_config(o.max_workers, o.initializer, o.initargs, o.max_tasks_per_child, o.start_method,
+                                    true);
+    }
+    detail::Submitter sub_;
 };
 
 /// concurrent.futures.ThreadPoolExecutor: the same interface on threads.
@@ -382,3 +383,12 @@ DoneAndNotDone<R> wait(const std::vector<Future<R>>& fs, Timeout timeout = std::
 }
 
 }  // namespace mproc
+
+/// Futures hash by their shared state (as == compares), so they can key an
+/// unordered_map (Python's `{executor.submit(f, x): x for x in xs}`).
+template <class R>
+struct std::hash<mproc::Future<R>> {
+    std::size_t operator()(const mproc::Future<R>& f) const noexcept {
+        return std::hash<const void*>{}(f.s_.get());
+    }
+};

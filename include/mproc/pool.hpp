@@ -15,11 +15,24 @@
 // pool workers by inheritance). Inputs are encoded when submitted; each
 // worker takes `chunksize` items at a time.
 //
-// A task's exception is re-thrown by get() (standard types as themselves,
-// others as RemoteError). A worker that dies mid-task (kill -9, abort,
+// A task's exception is re-thrown by get() as its own type when that is an
+// mproc or standard exception or one registered with
+// MPROC_REGISTER_EXCEPTION, otherwise as RemoteError (<mproc/errors.hpp>);
+// remote_origin(e) names the worker it came from. A worker that dies mid-task (kill -9, abort,
 // segfault) fails the items it had taken with BrokenProcessPool naming the
 // signal; the Pool starts a replacement and carries on. Nothing hangs.
 // Callbacks run in the parent, on the pool's result thread: keep them short.
+//
+// Lazy and bounded: imap / imap_unordered read their input as results are
+// taken when MapOptions::buffersize is set (at most that many chunks in
+// flight: an endless input range works in constant memory); with
+// buffersize 0 the input is encoded when the call is made, as Python
+// consumes it up front. MapOptions::task_timeout and
+// apply_async(TaskOptions{.timeout}, ...) fail a task that runs too long
+// with TimeoutError and replace its worker; the other tasks are not
+// disturbed. `{.progress = true}` draws a progress line on stderr.
+// An IMapIterator must not outlive its Pool while it still reads input
+// (it then reports BrokenProcessPool for the rest).
 //
 // Thread safety: a Pool may be used from several threads at once. Blocking:
 // map, starmap, apply, join, AsyncResult::get/wait and imap iteration wait
@@ -28,6 +41,8 @@
 // close() and join() first to let queued work finish.
 #pragma once
 
+#include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -35,12 +50,15 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <ranges>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "mproc/async_result.hpp"
 #include "mproc/detail/pool_core.hpp"
+#include "mproc/detail/pool_jobs.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/process.hpp"
 
@@ -119,8 +137,7 @@ public:
         if (make_) return make_(args);
         return [](const detail::PoolChannel& t, const detail::PoolChannel& r, const Array<std::uint64_t>& s,
                   std::uint32_t i, std::uint64_t m) {
-            return Process(&detail::pool_worker_entry<void (*)()>, t, r, s, i, m,
-                           static_cast<void (*)()>(nullptr));
+            return Process(&detail::pool_worker_entry<void (*)()>, t, r, s, i, m, static_cast<void (*)()>(nullptr));
         };
     }
 
@@ -148,253 +165,145 @@ inline WorkerFactory daemon_factory(WorkerFactory f, StartMethod m) {
         return p;
     };
 }
+/// The local transport's configuration, shared by Pool and
+/// ProcessPoolExecutor (their options differ only in Python's names).
+inline PoolConfig local_config(int processes, const PoolInitializer& init, const InitArgs& args,
+                               std::uint64_t maxtasks, std::optional<StartMethod> method, bool break_on_death) {
+    PoolConfig cfg;
+    cfg.processes = processes > 0 ? processes : cpu_count();
+    cfg.maxtasks = maxtasks;
+    cfg.break_on_death = break_on_death;
+    cfg.factory = daemon_factory(init.factory(args), method.value_or(get_start_method()));
+    return cfg;
+}
 }  // namespace detail
-
-/// The result of apply_async / map_async: Python's AsyncResult.
-template <class R>
-class AsyncResult {
-public:
-    AsyncResult() = default;
-    explicit AsyncResult(std::shared_ptr<detail::ResultState<R>> s) : s_(std::move(s)) {}
-
-    /// The result; re-throws the task's exception. TimeoutError if the
-    /// timeout passes first.
-    R get(Timeout timeout = std::nullopt) const {
-        if (!s_->wait(timeout)) throw TimeoutError("mproc::AsyncResult::get: timed out");
-        if (auto e = s_->error()) std::rethrow_exception(e);
-        if constexpr (!std::is_void_v<R>) return s_->value();
-    }
-    /// False if the timeout passed first.
-    bool wait(Timeout timeout = std::nullopt) const { return s_->wait(timeout); }
-    bool ready() const { return s_->ready(); }
-    /// ValueError if not ready.
-    bool successful() const {
-        if (!ready()) throw ValueError("mproc::AsyncResult::successful: the result is not ready");
-        return !s_->error();
-    }
-    /// Python's callback / error_callback: one of them runs in the parent
-    /// when the result is ready (now, in this thread, if it already is).
-    template <class Cb, class Eb = std::nullptr_t>
-    const AsyncResult& then(Cb callback, Eb error_callback = nullptr) const {
-        auto s = s_;
-        s_->add_callback([s, callback = std::move(callback), error_callback = std::move(error_callback)]() mutable {
-            if (auto e = s->error()) {
-                if constexpr (!std::is_same_v<Eb, std::nullptr_t>) error_callback(e);
-            } else if constexpr (std::is_void_v<R>) {
-                if constexpr (!std::is_same_v<Cb, std::nullptr_t>) callback();
-            } else {
-                if constexpr (!std::is_same_v<Cb, std::nullptr_t>) callback(s->value());
-            }
-        });
-        return *this;
-    }
-
-private:
-    std::shared_ptr<detail::ResultState<R>> s_;
-};
 
 namespace detail {
 
-template <class R>
-using stored_t = std::conditional_t<std::is_void_v<R>, std::monostate, R>;
-
-/// One task: apply_async, submit.
-template <class R>
-class SingleJob final : public Job {
+/// What Pool and the executors share: the submitter and the ways to put
+/// work on it (one task, a whole map, a lazy map). Pool, ProcessPoolExecutor
+/// and the MPI executor are thin faces over this.
+class Submitter {
 public:
-    explicit SingleJob(std::shared_ptr<ResultState<R>> s, bool future) : s_(std::move(s)), future_(future) {}
-    void on_chunk(std::uint64_t, std::uint32_t, std::span<const std::byte> bytes) override {
-        InBuf in(bytes);
-        std::optional<stored_t<R>> v;
-        std::exception_ptr e;
-        if constexpr (std::is_void_v<R>) e = read_outcome<void>(in, nullptr), v.emplace();
-        else e = read_outcome<R>(in, &v);
-        if (e) s_->set_exception(e);
-        else s_->set_value(std::move(*v));
-    }
-    void on_failure(std::uint64_t, std::uint32_t, std::exception_ptr e) override {
-        if (future_ && is_cancelled(e)) s_->cancel();
-        else s_->set_exception(e);
-    }
-    bool on_dispatch(std::uint64_t) override { return !future_ || s_->set_running(); }
+    explicit Submitter(PoolConfig cfg) : core_(std::make_shared<PoolCore>(std::move(cfg))) {}
 
-private:
-    static bool is_cancelled(std::exception_ptr e) {
-        try {
-            std::rethrow_exception(e);
-        } catch (const CancelledError&) {
-            return true;
-        } catch (...) {
-            return false;
+    PoolCore& core() const noexcept { return *core_; }
+
+    /// One task f(args...): its state, finished by a SingleJob.
+    template <class F, class... A>
+    auto one(bool future, const TaskOptions& o, F f, A&&... args) {
+        using Item = std::tuple<std::decay_t<A>...>;
+        static_assert(task_types_ok<F, Item, true>(),
+                      "mproc: this task cannot be sent to a worker process (see the first error)");
+        check_pool_callable<F>();
+        using R = std::decay_t<task_result_t<F, Item, true>>;
+        auto s = std::make_shared<ResultState<R>>();
+        s->set_pump(core_->pump());
+        auto job = std::make_shared<SingleJob<R>>(s, future);
+        s->set_job(job.get());
+        const TaskSpec spec = task_spec<F, Item, true>(f);
+        std::span<const std::byte> ref = core_->task_ref(spec.entry, spec.fn, spec.make_ref);
+        std::array<Item, 1> one{Item(std::forward<A>(args)...)};
+        auto it = one.begin();
+        std::vector<Chunk> chunks;
+        chunks.push_back(encode_chunk<Item>(ref, it, one.end(), 1, job, 0, o.timeout));
+        core_->submit(std::move(chunks));
+        return s;
+    }
+
+    /// A whole map: AsyncResult<vector<R>>.
+    template <class F, class Item, bool Spread, class Range>
+    auto all(F f, const Range& inputs, const MapOptions& o) {
+        static_assert(task_types_ok<F, Item, Spread>(),
+                      "mproc: this task cannot be sent to a worker process (see the first error)");
+        check_pool_callable<F>();
+        using R = std::decay_t<task_result_t<F, Item, Spread>>;
+        using V = std::vector<stored_t<R>>;
+        const auto n = static_cast<std::size_t>(std::ranges::distance(inputs));
+        auto counts = make_counts(o, n);
+        auto s = std::make_shared<ResultState<V>>();
+        s->set_pump(core_->pump());
+        auto job = std::make_shared<MapJob<R>>(s, n, counts);
+        if (n > 0) {
+            const std::size_t cs = default_chunksize(n, core_->processes(), o.chunksize);
+            const TaskSpec spec = task_spec<F, Item, Spread>(f);
+            std::span<const std::byte> ref = core_->task_ref(spec.entry, spec.fn, spec.make_ref);
+            std::vector<Chunk> chunks;
+            chunks.reserve(n / cs + 1);
+            auto it = std::ranges::begin(inputs);
+            auto end = std::ranges::end(inputs);
+            for (std::size_t first = 0; it != end; first += cs)
+                chunks.push_back(encode_chunk<Item>(ref, it, end, cs, job, first, o.task_timeout));
+            core_->submit(std::move(chunks));
         }
-    }
-    std::shared_ptr<ResultState<R>> s_;
-    bool future_;
-};
-
-/// map / starmap / map_async: all items, in order; the first error wins.
-template <class R>
-class MapJob final : public Job {
-public:
-    MapJob(std::shared_ptr<ResultState<std::vector<stored_t<R>>>> s, std::size_t n)
-        : s_(std::move(s)), values_(n), left_(n) {
-        if (n == 0) s_->set_value({});
-    }
-    void on_chunk(std::uint64_t first, std::uint32_t count, std::span<const std::byte> bytes) override {
-        InBuf in(bytes);
-        for (std::uint32_t i = 0; i < count; ++i) {
-            std::exception_ptr e;
-            if constexpr (std::is_void_v<R>) e = read_outcome<void>(in, nullptr), values_[first + i].emplace();
-            else e = read_outcome<R>(in, &values_[first + i]);
-            if (e) return on_failure(first, count, e);
-        }
-        left_ -= count;
-        if (left_ == 0 && !failed_) {
-            std::vector<stored_t<R>> out;
-            out.reserve(values_.size());
-            for (auto& v : values_) out.push_back(std::move(*v));
-            values_.clear();
-            s_->set_value(std::move(out));
-        }
-    }
-    void on_failure(std::uint64_t, std::uint32_t, std::exception_ptr e) override {
-        if (failed_) return;
-        failed_ = true;
-        s_->set_exception(e);
+        return AsyncResult<V>(std::move(s), std::move(counts));
     }
 
-private:
-    std::shared_ptr<ResultState<std::vector<stored_t<R>>>> s_;
-    std::vector<std::optional<stored_t<R>>> values_;
-    std::size_t left_;
-    bool failed_ = false;
-};
-
-/// imap / imap_unordered: items as they arrive.
-template <class R>
-class IMapJob final : public Job {
-public:
-    IMapJob(std::size_t n, bool ordered) : n_(n), ordered_(ordered) {}
-    void on_chunk(std::uint64_t first, std::uint32_t count, std::span<const std::byte> bytes) override {
-        InBuf in(bytes);
-        std::vector<Entry> got;
-        for (std::uint32_t i = 0; i < count; ++i) {
-            std::optional<stored_t<R>> v;
-            std::exception_ptr e;
-            try {
-                if constexpr (std::is_void_v<R>) e = read_outcome<void>(in, nullptr), v.emplace();
-                else e = read_outcome<R>(in, &v);
-            } catch (...) {
-                for (; i < count; ++i) got.push_back(Entry{first + i, std::nullopt, std::current_exception()});
-                break;
+    /// A lazy map over `inputs` (kept: a view of an lvalue, the range itself
+    /// when moved in).
+    template <class F, class Item, bool Spread, class Range>
+    auto lazy(F f, Range&& inputs, const MapOptions& o, std::size_t chunksize, bool ordered) {
+        static_assert(task_types_ok<F, Item, Spread>(),
+                      "mproc: this task cannot be sent to a worker process (see the first error)");
+        check_pool_callable<F>();
+        using R = std::decay_t<task_result_t<F, Item, Spread>>;
+        using Out = stored_t<R>;
+        std::size_t known = 0;
+        if constexpr (std::ranges::sized_range<Range>) known = static_cast<std::size_t>(std::ranges::size(inputs));
+        auto counts = make_counts(o, known);
+        auto job = std::make_shared<IMapJob<R>>(ordered, chunksize, counts);
+        const TaskSpec spec = task_spec<F, Item, Spread>(f);
+        std::span<const std::byte> ref = core_->task_ref(spec.entry, spec.fn, spec.make_ref);
+        using View = std::views::all_t<Range>;
+        struct Input {
+            View view;
+            std::ranges::iterator_t<View> it;
+            explicit Input(View v) : view(std::move(v)), it(std::ranges::begin(view)) {}
+        };
+        auto in = std::make_shared<Input>(std::views::all(std::forward<Range>(inputs)));
+        std::weak_ptr<PoolCore> weak = core_;
+        const Timeout task_timeout = o.task_timeout;
+        auto feed = [weak, in, ref, job, chunksize, task_timeout](std::uint64_t first) -> std::pair<std::uint32_t, bool> {
+            auto core = weak.lock();
+            if (!core) throw BrokenProcessPool("mproc: the pool was destroyed while its imap still read input");
+            Chunk c = encode_chunk<Item>(ref, in->it, std::ranges::end(in->view), chunksize, job, first, task_timeout);
+            const std::uint32_t n = c.count;
+            const bool last = n < chunksize || in->it == std::ranges::end(in->view);
+            if (last) job->set_total(first + n);  // before the chunk can finish
+            if (n) {
+                std::vector<Chunk> chunks;
+                chunks.push_back(std::move(c));
+                core->submit(std::move(chunks), true);
             }
-            got.push_back(Entry{first + i, std::move(v), e});
-        }
-        add(std::move(got));
-    }
-    void on_failure(std::uint64_t first, std::uint32_t count, std::exception_ptr e) override {
-        std::vector<Entry> got;
-        for (std::uint32_t i = 0; i < count; ++i) got.push_back(Entry{first + i, std::nullopt, e});
-        add(std::move(got));
-    }
-    /// Blocks for the next item; nullopt at the end. Re-throws an item's error.
-    std::optional<stored_t<R>> next() {
-        std::unique_lock<std::mutex> g(mu_);
-        if (taken_ == n_) return std::nullopt;
-        Entry e;
-        if (ordered_) {
-            cv_.wait(g, [&] { return ready_.count(taken_) != 0; });
-            auto it = ready_.find(taken_);
-            e = std::move(it->second);
-            ready_.erase(it);
-        } else {
-            cv_.wait(g, [&] { return !ready_.empty(); });
-            auto it = ready_.begin();
-            e = std::move(it->second);
-            ready_.erase(it);
-        }
-        ++taken_;
-        g.unlock();
-        if (e.error) std::rethrow_exception(e.error);
-        return std::move(e.value);
+            return {n, last};
+        };
+        return IMapIterator<Out>(std::move(job), std::move(feed), o.buffersize, core_->keep_open(), std::move(counts),
+                                 o.timeout);
     }
 
+    std::shared_ptr<PoolCore> core_;
+
 private:
-    struct Entry {
-        std::uint64_t index = 0;
-        std::optional<stored_t<R>> value;
-        std::exception_ptr error;
-    };
-    void add(std::vector<Entry> got) {
-        {
-            std::lock_guard<std::mutex> g(mu_);
-            for (auto& e : got) {
-                auto key = ordered_ ? e.index : arrival_++;
-                ready_.emplace(key, std::move(e));
-            }
-        }
-        cv_.notify_all();
+    static std::shared_ptr<Counts> make_counts(const MapOptions& o, std::size_t total) {
+        auto c = std::make_shared<Counts>();
+        c->total = total;
+        if (o.progress) c->line = std::make_unique<ProgressLine>(total);
+        return c;
     }
-    std::mutex mu_;
-    std::condition_variable cv_;
-    std::map<std::uint64_t, Entry> ready_;
-    std::size_t n_;
-    std::size_t taken_ = 0;
-    std::uint64_t arrival_ = 0;
-    bool ordered_;
 };
+
+template <class F>
+inline constexpr bool is_task_options_v = std::is_same_v<std::decay_t<F>, TaskOptions>;
 
 }  // namespace detail
-
-/// The lazy range imap / imap_unordered return: an input range whose
-/// iteration blocks until the next result arrives, and re-throws a failed
-/// item's exception when it is reached.
-template <class R>
-class IMapIterator {
-public:
-    class iterator {
-    public:
-        using value_type = R;
-        using difference_type = std::ptrdiff_t;
-        iterator() = default;
-        explicit iterator(IMapIterator* owner) : owner_(owner) { ++*this; }
-        const R& operator*() const { return *cur_; }
-        R& operator*() { return *cur_; }
-        iterator& operator++() {
-            cur_ = owner_->job_->next();
-            if (!cur_) owner_ = nullptr;
-            return *this;
-        }
-        void operator++(int) { ++*this; }
-        bool operator==(std::default_sentinel_t) const { return owner_ == nullptr; }
-
-    private:
-        IMapIterator* owner_ = nullptr;
-        std::optional<R> cur_;
-    };
-    explicit IMapIterator(std::shared_ptr<detail::IMapJob<R>> job) : job_(std::move(job)) {}
-    iterator begin() { return iterator(this); }
-    std::default_sentinel_t end() { return {}; }
-    /// Python's next(it, timeout)-less form: the next result, nullopt at the end.
-    std::optional<R> next() { return job_->next(); }
-
-private:
-    std::shared_ptr<detail::IMapJob<R>> job_;
-};
 
 class Pool {
 public:
     /// Pool(processes): cpu_count() workers when 0.
     explicit Pool(int processes = 0) : Pool(options_for(processes)) {}
-    explicit Pool(PoolOptions opts) {
-        int n = opts.processes > 0 ? opts.processes : cpu_count();
-        detail::PoolConfig cfg;
-        cfg.processes = n;
-        cfg.maxtasks = opts.maxtasksperchild;
-        cfg.factory = detail::daemon_factory(opts.initializer.factory(opts.initargs),
-                                             opts.start_method.value_or(get_start_method()));
-        core_ = std::make_unique<detail::PoolCore>(std::move(cfg));
-    }
+    explicit Pool(const PoolOptions& opts) : Pool(config_for(opts)) {}
+    /// A Pool over another transport (mproc::mpi::Pool); internal.
+    explicit Pool(detail::PoolConfig cfg) : sub_(std::move(cfg)) {}
     ~Pool() = default;  // PoolCore's destructor terminates
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
@@ -402,127 +311,106 @@ public:
     /// Python's map: f applied to every item, in order.
     template <class F, class Range>
     auto map(F f, const Range& inputs, std::size_t chunksize = 0) {
-        return map_async(f, inputs, chunksize).get();
+        return map(f, inputs, MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto map(F f, const Range& inputs, const MapOptions& o) {
+        return map_async(f, inputs, o).get(o.timeout);
     }
     template <class F, class Range>
     auto map_async(F f, const Range& inputs, std::size_t chunksize = 0) {
-        using Item = std::decay_t<std::ranges::range_value_t<Range>>;
-        return submit_map<F, Item, false>(f, inputs, chunksize);
+        return map_async(f, inputs, MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto map_async(F f, const Range& inputs, const MapOptions& o) {
+        return sub_.all<F, item_t<Range>, false>(f, inputs, o);
     }
     /// Python's starmap: each item is a tuple of arguments.
     template <class F, class Range>
     auto starmap(F f, const Range& inputs, std::size_t chunksize = 0) {
-        return starmap_async(f, inputs, chunksize).get();
+        return starmap(f, inputs, MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto starmap(F f, const Range& inputs, const MapOptions& o) {
+        return starmap_async(f, inputs, o).get(o.timeout);
     }
     template <class F, class Range>
     auto starmap_async(F f, const Range& inputs, std::size_t chunksize = 0) {
-        using Item = std::decay_t<std::ranges::range_value_t<Range>>;
-        return submit_map<F, Item, true>(f, inputs, chunksize);
+        return starmap_async(f, inputs, MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto starmap_async(F f, const Range& inputs, const MapOptions& o) {
+        return sub_.all<F, item_t<Range>, true>(f, inputs, o);
     }
     /// Lazy, ordered. chunksize 0 means 1, as in Python.
     template <class F, class Range>
-    auto imap(F f, const Range& inputs, std::size_t chunksize = 1) {
-        return submit_imap<F>(f, inputs, chunksize ? chunksize : 1, true);
+    auto imap(F f, Range&& inputs, std::size_t chunksize = 1) {
+        return imap(f, std::forward<Range>(inputs), MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto imap(F f, Range&& inputs, const MapOptions& o) {
+        return lazy<F>(f, std::forward<Range>(inputs), o, true);
     }
     /// Lazy, in completion order.
     template <class F, class Range>
-    auto imap_unordered(F f, const Range& inputs, std::size_t chunksize = 1) {
-        return submit_imap<F>(f, inputs, chunksize ? chunksize : 1, false);
+    auto imap_unordered(F f, Range&& inputs, std::size_t chunksize = 1) {
+        return imap_unordered(f, std::forward<Range>(inputs), MapOptions{.chunksize = chunksize});
+    }
+    template <class F, class Range>
+    auto imap_unordered(F f, Range&& inputs, const MapOptions& o) {
+        return lazy<F>(f, std::forward<Range>(inputs), o, false);
     }
     /// Python's apply: f(args...) in a worker; blocks.
     template <class F, class... A>
+        requires(!detail::is_task_options_v<F>)
     auto apply(F f, A&&... args) {
         return apply_async(f, std::forward<A>(args)...).get();
     }
     template <class F, class... A>
+        requires(!detail::is_task_options_v<F>)
     auto apply_async(F f, A&&... args) {
-        using Item = std::tuple<std::decay_t<A>...>;
-        using R = std::decay_t<detail::task_result_t<F, Item, true>>;
-        detail::check_pool_callable<F>();
-        auto s = std::make_shared<detail::ResultState<R>>();
-        s->set_pump(core_->pump());
-        detail::VectorOutBuf out(64);
-        detail::put_item(out, Item(std::forward<A>(args)...));
-        std::vector<detail::Chunk> chunks;
-        chunks.push_back(detail::Chunk{std::make_shared<detail::SingleJob<R>>(s, false), 0, 1, out.take()});
-        core_->submit(&detail::task_entry<F, Item, true>, detail::task_function(f),
-                      &detail::task_ref<F, Item, true>, std::move(chunks));
-        return AsyncResult<R>(std::move(s));
+        return apply_async(TaskOptions{}, f, std::forward<A>(args)...);
+    }
+    /// apply_async with a per-task timeout: get() throws TimeoutError once
+    /// the task has run that long (its worker is killed and replaced).
+    template <class F, class... A>
+    auto apply_async(const TaskOptions& o, F f, A&&... args) {
+        using R = std::decay_t<detail::task_result_t<F, std::tuple<std::decay_t<A>...>, true>>;
+        return AsyncResult<R>(sub_.one(false, o, f, std::forward<A>(args)...));
     }
 
     /// No more tasks; workers exit when the queued work is done.
-    void close() { core_->close(); }
+    void close() { sub_.core().close(); }
     /// After close() or terminate(): waits for the workers to exit.
-    void join() { core_->join(); }
+    void join() { sub_.core().join(); }
     /// Kills the workers now; unfinished results fail with BrokenProcessPool.
-    void terminate() { core_->terminate(); }
+    void terminate() { sub_.core().terminate(); }
 
-    int processes() const noexcept { return core_->processes(); }
+    int processes() const noexcept { return sub_.core().processes(); }
     /// The live workers' pids (for tests and monitoring).
-    std::vector<int> worker_pids() const { return core_->worker_pids(); }
+    std::vector<int> worker_pids() const { return sub_.core().worker_pids(); }
 
 private:
+    template <class Range>
+    using item_t = std::decay_t<std::ranges::range_value_t<Range>>;
+
     static PoolOptions options_for(int processes) {
         PoolOptions o;
         o.processes = processes;
         return o;
     }
-
-    template <class F, class Item, bool Spread, class Range>
-    std::vector<detail::Chunk> encode_chunks(const Range& inputs, std::size_t chunksize,
-                                             const std::shared_ptr<detail::Job>& job, std::size_t n) {
-        std::vector<detail::Chunk> chunks;
-        chunks.reserve(n / chunksize + 1);
-        std::size_t i = 0;
-        auto it = std::ranges::begin(inputs);
-        auto end = std::ranges::end(inputs);
-        while (it != end) {
-            std::size_t first = i;
-            std::size_t size_hint = detail::is_bitwise_v<Item> ? chunksize * sizeof(Item) : 64 * chunksize;
-            detail::VectorOutBuf out(size_hint);
-            for (std::size_t k = 0; k < chunksize && it != end; ++k, ++it, ++i) {
-                if constexpr (std::is_same_v<std::decay_t<decltype(*it)>, Item>) detail::put_item(out, *it);
-                else detail::put_item(out, Item(*it));
-            }
-            chunks.push_back(detail::Chunk{job, first, static_cast<std::uint32_t>(i - first), out.take()});
-        }
-        return chunks;
+    static detail::PoolConfig config_for(const PoolOptions& o) {
+        return detail::local_config(o.processes, o.initializer, o.initargs, o.maxtasksperchild, o.start_method, false);
     }
-
-    template <class F, class Item, bool Spread, class Range>
-    auto submit_map(F f, const Range& inputs, std::size_t chunksize) {
-        detail::check_pool_callable<F>();
-        using R = std::decay_t<detail::task_result_t<F, Item, Spread>>;
-        using V = std::vector<detail::stored_t<R>>;
-        std::size_t n = static_cast<std::size_t>(std::ranges::distance(inputs));
-        auto s = std::make_shared<detail::ResultState<V>>();
-        s->set_pump(core_->pump());
-        auto job = std::make_shared<detail::MapJob<R>>(s, n);
-        if (n > 0) {
-            auto chunks = encode_chunks<F, Item, Spread>(inputs, detail::default_chunksize(n, processes(), chunksize), job, n);
-            core_->submit(&detail::task_entry<F, Item, Spread>, detail::task_function(f),
-                          &detail::task_ref<F, Item, Spread>, std::move(chunks));
-        }
-        return AsyncResult<V>(std::move(s));
-    }
-
     template <class F, class Range>
-    auto submit_imap(F f, const Range& inputs, std::size_t chunksize, bool ordered) {
-        detail::check_pool_callable<F>();
-        using Item = std::decay_t<std::ranges::range_value_t<Range>>;
+    auto lazy(F f, Range&& inputs, const MapOptions& o, bool ordered) {
+        using Item = item_t<Range>;
         using R = std::decay_t<detail::task_result_t<F, Item, false>>;
         static_assert(!std::is_void_v<R>, "mproc::Pool::imap: the task must return a value");
-        std::size_t n = static_cast<std::size_t>(std::ranges::distance(inputs));
-        auto job = std::make_shared<detail::IMapJob<R>>(n, ordered);
-        if (n > 0) {
-            auto chunks = encode_chunks<F, Item, false>(inputs, chunksize, job, n);
-            core_->submit(&detail::task_entry<F, Item, false>, detail::task_function(f),
-                          &detail::task_ref<F, Item, false>, std::move(chunks));
-        }
-        return IMapIterator<R>(std::move(job));
+        return sub_.lazy<F, Item, false>(f, std::forward<Range>(inputs), o, o.chunksize ? o.chunksize : 1, ordered);
     }
 
-    std::unique_ptr<detail::PoolCore> core_;
+    detail::Submitter sub_;
 };
 
 }  // namespace mproc

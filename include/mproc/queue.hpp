@@ -16,16 +16,19 @@
 // when it passes; try_put/try_get return false/nullopt instead.
 //
 // Crash safety: a producer or consumer killed at any instruction never
-// corrupts the queue or wedges the others. An item is published only once
-// fully written and consumed only once fully read: a reader killed mid-copy
-// leaves the item for the next reader. (A JoinableQueue's unfinished-task
-// count is not repaired when a producer dies between counting and
-// publishing an item.)
+// corrupts the queue, loses a published item, or leaves another process
+// asleep while an item (or room) is there for it. An item is published only
+// once fully written and consumed only once fully read: a reader killed
+// mid-copy leaves the item for the next reader; a put killed mid-way
+// delivers its item once or not at all. A JoinableQueue counts an item
+// unfinished from the moment it is published, so join() never waits for an
+// item that never arrived. See detail/channel.hpp.
 //
 // close() marks this process's handle closed; further use of it throws
 // ValueError. Other processes' handles are unaffected, as in Python.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <memory>
 #include <optional>
@@ -112,8 +115,8 @@ public:
 
     /// This process will use this queue no more (every copy of the handle in
     /// this process): later calls throw ValueError.
-    void close() const { state_->closed = true; }
-    bool closed() const { return state_->closed; }
+    void close() const { state_->closed.store(true, std::memory_order_release); }
+    bool closed() const { return state_->closed.load(std::memory_order_acquire); }
 
     void mproc_export(detail::HandleWriter& w) const { core().mproc_export(w); }
     static Queue mproc_import(detail::HandleReader& r) {
@@ -122,12 +125,10 @@ public:
 
 protected:
     Queue(std::size_t maxsize, QueueOptions opts, bool joinable)
-        : state_(std::make_shared<State>(State{
-              detail::ChannelCore(opts.capacity, maxsize, detail::ChannelCore::Wait::futex, nullptr,
-                                  joinable),
-              false})) {}
-    explicit Queue(detail::ChannelCore core)
-        : state_(std::make_shared<State>(State{std::move(core), false})) {}
+        : state_(std::make_shared<State>(
+              detail::ChannelCore(opts.capacity, maxsize, detail::ChannelCore::Wait::futex, nullptr, joinable,
+                                  joinable ? "mproc-joinable-queue" : "mproc-queue"))) {}
+    explicit Queue(detail::ChannelCore core) : state_(std::make_shared<State>(std::move(core))) {}
 
     // An item is consumed once decoded, or when decoding fails: a bad item
     // must not block the queue forever.
@@ -142,14 +143,15 @@ protected:
     }
 
     detail::ChannelCore& core() const {
-        if (state_->closed) throw ValueError("Queue is closed");
+        if (state_->closed.load(std::memory_order_acquire)) throw ValueError("Queue is closed");
         return state_->core;
     }
 
 private:
     struct State {
+        explicit State(detail::ChannelCore c) : core(std::move(c)) {}
         detail::ChannelCore core;
-        bool closed;
+        std::atomic<bool> closed{false};  // close() from one thread, read by all
     };
     std::shared_ptr<State> state_;
 };

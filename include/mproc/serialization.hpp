@@ -6,10 +6,12 @@
 // What can be serialized (mproc::is_serializable_v<T> says so at compile
 // time; anything else is a static_assert that names the type and says why):
 //   - numbers, enums, and trivially copyable structs (copied as their raw
-//     bytes, no archive: the fast path);
-//   - std::string, vector, array, deque, list, map, multimap, unordered_map,
-//     unordered_multimap, set, multiset, unordered_set, pair, tuple,
-//     optional, variant, and any nesting of them;
+//     bytes, no archive: the fast path; a pointer inside one, a function
+//     pointer too, is not valid in a spawned child: see the caveats below);
+//   - std::string, vector, array, deque, list, forward_list, map, multimap,
+//     unordered_map, unordered_multimap, set, multiset, unordered_set,
+//     unordered_multiset, pair, tuple, optional, variant, and any nesting
+//     of them;
 //   - any type with a Boost.Serialization `serialize(Archive&, unsigned)`
 //     member (private is fine with `friend class boost::serialization::access`)
 //     or free function; its members may be any of the above. A serialize()
@@ -30,13 +32,25 @@
 // never trusts the bytes: truncated, corrupted or hostile input — a length
 // claiming 2^60 elements, a bad variant index, trailing garbage — throws
 // mproc::SerializationError, without crashing and without allocating more
-// than the input could justify.
+// than the input could justify: a length is checked against the bytes left
+// before anything is sized by it, and what containers set aside for
+// elements not yet decoded is at most 8 bytes per input byte for the whole
+// load (past that they grow as elements actually decode). Containers that
+// Boost's own headers serialize (valarray, Boost containers) are held to
+// the first check only: Boost sizes them by their length.
 //
 // Caveats of the raw-bytes path, which C++ cannot see inside: a trivially
-// copyable struct is copied with whatever it holds, so a raw pointer member
-// arrives pointing into the sender's memory, and a `bool` member of such a
-// struct can arrive as neither 0 nor 1 from corrupt input. Give such a
-// struct a serialize() (which then takes precedence). And a collection
+// copyable struct is sent as its raw bytes, with whatever it holds. So a
+// pointer inside one — a data pointer, a `const char*`, and a function
+// pointer too — arrives as an address in the sender's memory: it happens
+// to stay valid in a forked child (a copy of the sender at the same
+// addresses), but is NOT valid in a spawn or forkserver child or a pool
+// worker started that way (a fresh process, laid out elsewhere by ASLR),
+// where using it crashes or worse. (A function pointer sent on its own — a
+// target, a task, an argument — travels by reference and is safe.)
+// Likewise a `bool` member of such a struct can arrive as neither 0 nor 1
+// from corrupt input. Give such a struct a serialize() (which then takes
+// precedence) that sends what the pointer points to. And a collection
 // whose elements encode to zero bytes (a user type whose serialize() writes
 // nothing) cannot hold more elements than its encoding has bytes: lengths
 // are checked against the bytes left.

@@ -1,17 +1,32 @@
 // mproc shared memory: raw segments (SharedMemory), typed shared values
-// (Value<T>, Array<T>) and memory-mapped files (MappedFile).
+// (Value<T>, Array<T>), memory-mapped files (MappedFile), and Python's
+// shared_memory extras: ShareableList<T> and SharedMemoryManager.
 //
 // SharedMemory(size) is anonymous: nothing appears in /dev/shm, children
 // (forked, or spawned with it as an argument) share it, and the kernel frees
 // it when the last process using it exits, kill -9 included.
 // SharedMemory::create("name", size) makes /dev/shm/name (mode 0600), which
-// unrelated processes can attach() to; it lives until unlink(), as in Python.
+// unrelated processes can attach() to. It is tracked (Python 3.13's
+// track=True): when the creating process exits — normally, by an uncaught
+// exception, by kill -9 — a tracker process unlinks the name, unless unlink()
+// came first. {.track = false} makes a name that lives until someone
+// unlink()s it, as before Python 3.13. Only the creator tracks: attach()
+// never does, nor does a child that received the handle. The first tracked
+// create starts the tracker (one small helper process per creator, which
+// exits with it); anonymous segments never need one. Named segments and
+// files are made and mapped by Boost.Interprocess (shared_memory_object,
+// file_mapping, mapped_region); its headers stay out of this one.
 //
 // Every type here is a handle: copies share the same memory, and a copy can
 // be passed to a child process as a Process argument. The bytes themselves
 // are not synchronized: use Value/Array's get_lock() (an RLock in the same
-// segment) or your own Lock for read-modify-write. Nothing here blocks except
-// get_lock() and MappedFile::flush().
+// segment) or your own Lock for read-modify-write. Every call may be made
+// from any thread. Nothing here blocks except get_lock(), MappedFile::flush()
+// and a tracked create (one round trip to the tracker, which answers after
+// one open(); a tracker that does not answer in 10 s — someone stopped it —
+// is a TimeoutError). A peer process's death never affects these objects:
+// the memory stays mapped, and only a tracked name's creator dying removes
+// the name.
 #pragma once
 
 #include <cstddef>
@@ -23,38 +38,51 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "mproc/detail/segment.hpp"
 #include "mproc/sync.hpp"
 
 namespace mproc {
 
+struct SharedMemoryOptions {
+    /// Python 3.13's track: unlink the name when this process exits, however
+    /// it exits, unless unlink() came first.
+    bool track = true;
+};
+
 /// multiprocessing.shared_memory.SharedMemory.
 class SharedMemory {
 public:
     /// An anonymous segment of `size` zeroed bytes.
     explicit SharedMemory(std::size_t size);
-    /// Creates /dev/shm/<name>; Error (OSError EEXIST) if it exists.
-    static SharedMemory create(const std::string& name, std::size_t size);
+    /// Creates /dev/shm/<name> of `size` zeroed bytes, mode 0600; OSError
+    /// (EEXIST) if it exists, ValueError for an empty name, one with '/' or
+    /// one longer than NAME_MAX, or size 0. Blocks for one round trip to the
+    /// tracker when tracked.
+    static SharedMemory create(const std::string& name, std::size_t size,
+                               SharedMemoryOptions options = {});
     /// Attaches to an existing named segment; OSError (ENOENT) if missing.
     /// With `size` given, Error if the segment is smaller than that.
     static SharedMemory attach(const std::string& name, std::size_t size = 0);
 
-    /// Removes the name (the memory lives on while mapped). Named only.
-    void unlink();
+    /// Removes the name (the memory lives on while mapped) and stops
+    /// tracking it. Named only; OSError (ENOENT) if the name is gone.
+    void unlink() const;
 
     std::byte* data() const noexcept { return seg_->data(); }
     std::size_t size() const noexcept { return seg_->size(); }
     std::span<std::byte> bytes() const noexcept { return {data(), size()}; }
     /// Empty for anonymous segments.
-    const std::string& name() const noexcept { return seg_->name(); }
+    const std::string& name() const noexcept { return name_; }
 
-    void mproc_export(detail::HandleWriter& w) const { w.segment(seg_, seg_->data()); }
+    void mproc_export(detail::HandleWriter& w) const;
     static SharedMemory mproc_import(detail::HandleReader& r);
 
 private:
-    explicit SharedMemory(detail::SegmentPtr seg) : seg_(std::move(seg)) {}
+    SharedMemory(detail::SegmentPtr seg, std::string name) : seg_(std::move(seg)), name_(std::move(name)) {}
     detail::SegmentPtr seg_;
+    std::string name_;
 };
 
 namespace detail {
@@ -188,13 +216,62 @@ public:
     /// Blocks until the bytes are on disk.
     void flush();
 
-    void mproc_export(detail::HandleWriter& w) const { w.segment(seg_, seg_->data()); }
+    void mproc_export(detail::HandleWriter& w) const;
     static MappedFile mproc_import(detail::HandleReader& r);
 
 private:
     MappedFile(detail::SegmentPtr seg, std::string path) : seg_(std::move(seg)), path_(std::move(path)) {}
     detail::SegmentPtr seg_;
     std::string path_;
+};
+
+}  // namespace mproc
+
+#include "mproc/detail/shareable_list.hpp"
+
+namespace mproc {
+
+/// multiprocessing.managers.SharedMemoryManager: makes named segments and
+/// ShareableLists, and unlinks every one it made on shutdown(), on
+/// destruction, and when this process dies (kill -9 included: they are
+/// tracked). The names are random ("mproc-smm-<pid>-<hex>"), so other
+/// processes attach by the name() of what it returns, or receive it as a
+/// handle. Only the process that made the manager shuts it down: a forked
+/// child's copy never unlinks its parent's segments. Thread-safe; nothing
+/// blocks but one tracker round trip per segment. Move-only.
+class SharedMemoryManager {
+public:
+    SharedMemoryManager();
+    ~SharedMemoryManager();
+    SharedMemoryManager(SharedMemoryManager&&) noexcept;
+    SharedMemoryManager& operator=(SharedMemoryManager&&) noexcept;
+    SharedMemoryManager(const SharedMemoryManager&) = delete;
+    SharedMemoryManager& operator=(const SharedMemoryManager&) = delete;
+
+    /// Python's smm.start(): the constructor has done it, so nothing; a
+    /// ValueError after shutdown().
+    void start();
+    /// smm.SharedMemory(size): a new named segment of `size` zeroed bytes.
+    mproc::SharedMemory SharedMemory(std::size_t size);
+    /// smm.ShareableList(sequence).
+    template <class T, std::ranges::input_range R>
+    mproc::ShareableList<T> ShareableList(R&& values, ShareableListOptions options = {}) {
+        return mproc::ShareableList<T>::make_in([this](std::size_t bytes) { return SharedMemory(bytes); },
+                                                std::forward<R>(values), options);
+    }
+    template <class T>
+    mproc::ShareableList<T> ShareableList(std::initializer_list<T> values, ShareableListOptions options = {}) {
+        return ShareableList<T>(std::span<const T>(values.begin(), values.size()), options);
+    }
+    /// Unlinks every segment this manager made; later SharedMemory() and
+    /// ShareableList() calls are a ValueError. Mappings stay valid. Idempotent.
+    void shutdown() noexcept;
+    /// The names of the segments it made, until shutdown().
+    std::vector<std::string> names() const;
+
+private:
+    struct State;
+    std::unique_ptr<State> st_;
 };
 
 }  // namespace mproc

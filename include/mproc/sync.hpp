@@ -22,6 +22,17 @@
 // have no owner; a process that dies in a Barrier's wait leaves the others to
 // their timeouts.
 //
+// Crash safety of the wake-ups (DESIGN.md principle 4): no process killed at
+// any instruction leaves another asleep while the lock, a permit, a set
+// event, a notification or a completed round is there for it. A release,
+// set(), notify() or completed round is one step that wakes as it is made
+// (a waker killed before it did not release, set, notify or arrive; killed
+// after, its waiters are awake). Lock waiters queue in the kernel (priority-
+// inheritance futexes): a waiter killed after being woken leaves no one
+// stranded. A Semaphore or Condition waiter woken and killed before it took
+// its permit or notification leaves it to the others, who find it within
+// 250 ms (their safety net: the only path of these that a death can take).
+//
 // Ownership: a Lock or RLock is released by the thread that acquired it
 // (C++'s rule, stricter than Python's Lock); releasing one that this thread
 // does not hold throws ValueError. Acquiring a Lock this thread already holds
@@ -35,6 +46,7 @@
 #include <mutex>
 
 #include "mproc/detail/segment.hpp"
+#include "mproc/detail/wait_for.hpp"
 #include "mproc/duration.hpp"
 #include "mproc/errors.hpp"
 
@@ -74,6 +86,8 @@ public:
     bool acquire(Timeout timeout) const;
     void release() const;
     bool owner_died() const noexcept;
+    /// True if some thread of some process holds it now.
+    bool locked() const noexcept;
     /// True if the calling thread holds it (tracked for both kinds).
     bool held_by_me() const noexcept;
     bool recursive() const noexcept;
@@ -108,6 +122,10 @@ public:
     /// While held: true if this hold took the lock over from an owner that
     /// died holding it (what it protected may be inconsistent).
     bool owner_died() const noexcept { return m_.owner_died(); }
+    /// True if the lock is held now, by any thread of any process (Python
+    /// 3.14's locked()); a snapshot. An owner that died holding it does not
+    /// count: the next acquire() takes it at once.
+    bool locked() const noexcept { return m_.locked(); }
 
     void mproc_export(detail::HandleWriter& w) const { m_.mproc_export(w); }
     static Lock mproc_import(detail::HandleReader& r);
@@ -132,6 +150,8 @@ public:
     bool acquire(Timeout timeout = std::nullopt) const { return m_.acquire(timeout); }
     void release() const { m_.release(); }
     bool owner_died() const noexcept { return m_.owner_died(); }
+    /// True if it is held now, by any thread (this one included).
+    bool locked() const noexcept { return m_.locked(); }
     /// True if the calling thread holds it.
     bool is_owned() const noexcept { return m_.held_by_me(); }
 
@@ -151,9 +171,11 @@ private:
 };
 
 /// multiprocessing.Condition: wait for a notification while atomically
-/// releasing the associated lock (an RLock unless one is given). Like
-/// std::condition_variable a wait may return early without a notify; use
-/// wait_for with a predicate where that matters.
+/// releasing the associated lock (an RLock unless one is given). notify(n)
+/// wakes up to n of the threads waiting when it is called, longest-waiting
+/// first (up to 32 waiters are tracked one by one; beyond that, a notify
+/// may wake more of them). Like std::condition_variable a wait may return
+/// early without a notify; use wait_for with a predicate where that matters.
 class Condition : public detail::TimedLockable<Condition> {
 public:
     Condition();
@@ -198,7 +220,7 @@ private:
 };
 
 /// multiprocessing.Semaphore: a counter; acquire() takes one (waiting while
-/// it is zero), release() gives one back.
+/// it is zero), release() gives one back. The value is at most 2^31 - 1.
 class Semaphore {
 public:
     explicit Semaphore(unsigned value = 1) : Semaphore(value, 0) {}
@@ -206,6 +228,8 @@ public:
     bool try_acquire() const { return acquire(Duration(0)); }
     void release(unsigned n = 1) const;
     unsigned get_value() const noexcept;
+    /// True if acquire() would block now (the value is 0): Python 3.14.
+    bool locked() const noexcept;
 
     void mproc_export(detail::HandleWriter& w) const;
     static Semaphore mproc_import(detail::HandleReader& r);
@@ -258,7 +282,12 @@ class Barrier {
 public:
     /// `action`, if given, is run by the one caller (in its own process) that
     /// completes a round, before the others are released. `timeout` is the
-    /// default for wait().
+    /// default for wait(), and travels with the barrier to any child. The
+    /// action does not travel to spawned or forkserver children (a
+    /// std::function cannot be sent by reference): it runs when the round is
+    /// completed by the creator or a forked child; give spawned parties'
+    /// rounds an action by having the creator take part last, or run the
+    /// action after wait() in the party whose index is 0.
     explicit Barrier(unsigned parties, std::function<void()> action = {},
                      Timeout timeout = std::nullopt);
     /// Returns this caller's index; BrokenBarrierError if the barrier is or
@@ -283,19 +312,7 @@ private:
 
 template <class Pred>
 bool Condition::wait_for(Pred pred, Timeout timeout) const {
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    bool ok = pred();
-    while (!ok) {
-        Timeout left = timeout;
-        if (timeout) {
-            left = *timeout - std::chrono::duration_cast<Duration>(Clock::now() - start);
-            if (left->count() <= 0) break;
-        }
-        wait(left);
-        ok = pred();
-    }
-    return ok;
+    return detail::wait_for_predicate([this](Timeout left) { wait(left); }, pred, timeout);
 }
 
 }  // namespace mproc

@@ -1,110 +1,120 @@
-// Connection ends and Pipe(). See include/mproc/pipe.hpp.
+// Connection ends over a Transport, Pipe(), and wait(). See
+// include/mproc/pipe.hpp and transport.hpp.
 #include "mproc/pipe.hpp"
 
+#include <cstring>
+
+#include "channel/transport.hpp"
 #include "os/os.hpp"
 #include "os/socket.hpp"
+#include "sync/waiter.hpp"
 
 namespace mproc::detail {
 
-struct ConnectionBase::End {
-    std::optional<ChannelCore> in;   // what this end receives
-    std::optional<ChannelCore> out;  // what this end sends
-    DescriptorPtr link;              // this end's socket to the other end
-    bool closed = false;
-};
-
-std::pair<std::shared_ptr<ConnectionBase::End>, std::shared_ptr<ConnectionBase::End>>
-ConnectionBase::make_pipe(bool duplex, std::size_t capacity) {
-    auto [la, lb] = os::socket_pair(os::SocketKind::stream);
-    auto a = std::make_shared<End>(), b = std::make_shared<End>();
-    a->link = Descriptor::adopt(la.release());
-    b->link = Descriptor::adopt(lb.release());
-    // b -> a always; a -> b only when duplex (Python: Pipe(False) -> (r, w)).
-    ChannelCore to_a(capacity, 0, ChannelCore::Wait::socket, b->link);
-    a->in = to_a.with_link(a->link);
-    b->out = std::move(to_a);
-    if (duplex) {
-        ChannelCore to_b(capacity, 0, ChannelCore::Wait::socket, a->link);
-        b->in = to_b.with_link(b->link);
-        a->out = std::move(to_b);
-    }
-    return {a, b};
+std::pair<std::shared_ptr<ConnectionEnd>, std::shared_ptr<ConnectionEnd>> make_pipe(bool duplex,
+                                                                                   std::size_t capacity) {
+    auto [a, b] = make_ring_pipe(duplex, capacity);
+    return {std::make_shared<ConnectionEnd>(std::move(a)), std::make_shared<ConnectionEnd>(std::move(b))};
 }
 
-ChannelCore& ConnectionBase::in() const {
-    if (!end_ || end_->closed) throw ValueError("Connection is closed");
-    if (!end_->in) throw ValueError("Connection is write-only");
-    return *end_->in;
+namespace {
+Transport& transport(const std::shared_ptr<ConnectionEnd>& end) {
+    if (!end || !end->transport) throw ValueError("Connection is closed");
+    return *end->transport;
 }
+[[noreturn]] void timed_out(const char* what) {
+    throw TimeoutError(std::string("Connection::") + what + "(): timed out");
+}
+}  // namespace
 
-ChannelCore& ConnectionBase::out() const {
-    if (!end_ || end_->closed) throw ValueError("Connection is closed");
-    if (!end_->out) throw ValueError("Connection is read-only");
-    return *end_->out;
+void ConnectionBase::send_raw(std::span<const std::byte> bytes, Timeout timeout, const char* what) const {
+    if (!transport(end_).send(bytes, timeout)) timed_out(what);
 }
 
 void ConnectionBase::send_bytes(std::span<const std::byte> bytes, Timeout timeout) const {
-    if (!out().put(bytes, timeout)) throw TimeoutError("Connection::send_bytes(): timed out");
+    send_raw(bytes, timeout, "send_bytes");
+}
+
+void ConnectionBase::send_encoded(const ItemEncoder& item, Timeout timeout) const {
+    if (!transport(end_).send_item(item, timeout)) timed_out("send");
+}
+
+void ConnectionBase::receive(bool (*take)(void*, std::span<const std::byte>), void* ctx, Timeout timeout,
+                             const char* what) const {
+    if (!transport(end_).receive(take, ctx, timeout)) timed_out(what);
 }
 
 std::vector<std::byte> ConnectionBase::recv_bytes(Timeout timeout) const {
-    ReadReservation r;
-    if (!in().begin_get(r, timeout)) throw TimeoutError("Connection::recv_bytes(): timed out");
-    std::vector<std::byte> out(r.bytes().begin(), r.bytes().end());
-    r.commit();
-    return out;
+    auto got = transport(end_).receive_bytes(timeout);
+    if (!got) timed_out("recv_bytes");
+    return std::move(*got);
 }
 
-bool ConnectionBase::poll(Timeout timeout) const { return in().poll(timeout); }
+std::size_t ConnectionBase::recv_bytes_into(std::span<std::byte> buffer, Timeout timeout) const {
+    struct Into {
+        std::span<std::byte> buffer;
+        std::size_t size = 0;
+        bool fits = true;
+    } into{buffer};
+    receive(
+        [](void* ctx, std::span<const std::byte> message) {
+            auto& in = *static_cast<Into*>(ctx);
+            in.size = message.size();
+            in.fits = message.size() <= in.buffer.size();
+            if (in.fits && !message.empty()) std::memcpy(in.buffer.data(), message.data(), message.size());
+            return in.fits;  // a message that does not fit stays
+        },
+        &into, timeout, "recv_bytes_into");
+    if (!into.fits)
+        throw BufferTooShort("Connection::recv_bytes_into(): the message is " + std::to_string(into.size) +
+                                 " bytes, the buffer " + std::to_string(buffer.size()) +
+                                 "; the message is still there: receive it with recv_bytes() or a larger buffer",
+                             into.size);
+    return into.size;
+}
+
+bool ConnectionBase::poll(Timeout timeout) const { return transport(end_).poll(timeout); }
 
 void ConnectionBase::close() const {
-    if (!end_ || end_->closed) return;
-    end_->closed = true;
-    end_->in.reset();
-    end_->out.reset();
-    end_->link.reset();
+    if (end_) end_->transport.reset();
 }
 
-bool ConnectionBase::closed() const noexcept { return !end_ || end_->closed; }
-bool ConnectionBase::readable() const noexcept { return end_ && end_->in.has_value(); }
-bool ConnectionBase::writable() const noexcept { return end_ && end_->out.has_value(); }
+bool ConnectionBase::closed() const noexcept { return !end_ || !end_->transport; }
+bool ConnectionBase::readable() const noexcept { return !closed() && end_->transport->readable(); }
+bool ConnectionBase::writable() const noexcept { return !closed() && end_->transport->writable(); }
 
-void ConnectionBase::mproc_export(HandleWriter& w) const {
-    if (closed()) throw ValueError("Connection is closed");
-    w.descriptor(end_->link);
-    w.value((end_->in ? 1 : 0) | (end_->out ? 2 : 0));
-    if (end_->in) end_->in->mproc_export(w);
-    if (end_->out) end_->out->mproc_export(w);
-}
+void ConnectionBase::mproc_export(HandleWriter& w) const { transport(end_).mproc_export(w); }
 
-std::shared_ptr<ConnectionBase::End> ConnectionBase::import_end(HandleReader& r) {
-    auto e = std::make_shared<End>();
-    e->link = r.descriptor();
-    std::uint64_t has = r.value();
-    if (has & 1) e->in = ChannelCore::mproc_import(r, e->link);
-    if (has & 2) e->out = ChannelCore::mproc_import(r, e->link);
-    return e;
+std::shared_ptr<ConnectionEnd> ConnectionBase::import_end(HandleReader& r) {
+    switch (static_cast<TransportKind>(r.value())) {
+        case TransportKind::ring: return std::make_shared<ConnectionEnd>(import_ring(r));
+        case TransportKind::stream: return std::make_shared<ConnectionEnd>(import_stream(r));
+    }
+    throw SerializationError("a Connection handle of an unknown kind");
 }
 
 std::vector<std::size_t> wait_ready(std::span<ConnectionBase* const> conns, Timeout timeout) {
     const os::Deadline deadline = os::Deadline::after(timeout);
+    std::vector<Transport*> ts;
+    for (auto* c : conns) ts.push_back(&transport(c->end_));
     for (;;) {
         std::vector<std::size_t> ready;
-        for (std::size_t i = 0; i < conns.size(); ++i)
-            if (conns[i]->in().poll(Duration(0))) ready.push_back(i);
-        if (!ready.empty()) return ready;
-        if (deadline.expired()) return {};
-        // Sleep on every link socket at once; a writer wakes a sleeping
-        // reader through it, and it reports the other end's death.
+        for (std::size_t i = 0; i < ts.size(); ++i)
+            if (ts[i]->ready()) ready.push_back(i);
+        if (!ready.empty() || deadline.expired()) return ready;
+        // Sleep on every end's fd at once: a Pipe writer wakes a sleeping
+        // reader through its link socket (which also reports the other end's
+        // death), a socket end's own fd turns readable.
         std::vector<int> fds;
-        for (auto* c : conns) fds.push_back(c->end_->link->fd());
-        for (auto* c : conns) c->in().arm_reader();
+        for (auto* t : ts) fds.push_back(t->wait_fd());
+        for (auto* t : ts) t->arm();
         bool again = false;
-        for (auto* c : conns) again = again || c->in().poll(Duration(0));
+        for (auto* t : ts) again = again || t->ready();
+        // At most kRecheckInterval at a time: a writer killed between its
+        // commit and its wake-up byte must not leave us asleep (waiter.hpp).
         if (!again)
-            for (std::size_t i : os::poll_readable(fds, deadline))
-                os::wait_and_drain(fds[i], os::Deadline::after(Duration(0)));  // eat the wake-ups
-        for (auto* c : conns) c->in().disarm_reader();
+            for (std::size_t i : os::poll_readable(fds, recheck_deadline(deadline))) ts[i]->woken();
+        for (auto* t : ts) t->disarm();
     }
 }
 

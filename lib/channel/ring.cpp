@@ -7,19 +7,19 @@
 #include <new>
 #include <string>
 
-#include <sys/stat.h>
-
 #include "mproc/errors.hpp"
+#include "os/fault.hpp"
 #include "os/os.hpp"
 #include "os/socket.hpp"
+#include "channel/ring_header.hpp"
+#include "channel/ring_wait.hpp"
+#include "sync/waiter.hpp"
 
 namespace mproc::detail {
 
 namespace {
 
-constexpr std::uint32_t kRingMagic = 0x4d505249;  // "MPRI"
 constexpr std::uint32_t kInline = 1, kSpilled = 2, kSkip = 3;
-constexpr std::size_t kDataOffset = 4096;
 constexpr std::size_t kMinCapacity = 4096;
 constexpr std::size_t kMaxCapacity = std::size_t{1} << 30;
 
@@ -33,13 +33,6 @@ struct SpillTicket {
     std::uint64_t dev, ino, size;
 };
 
-// A side's committed state: item count (high half) and byte position (low
-// half), both modulo 2^32, stored together so one store commits both.
-constexpr std::uint64_t make_state(std::uint32_t count, std::uint32_t pos) {
-    return (std::uint64_t{count} << 32) | pos;
-}
-constexpr std::uint32_t pos_of(std::uint64_t s) { return static_cast<std::uint32_t>(s); }
-constexpr std::uint32_t count_of(std::uint64_t s) { return static_cast<std::uint32_t>(s >> 32); }
 constexpr std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; }
 
 const os::Deadline& dl(const void* p) { return *static_cast<const os::Deadline*>(p); }
@@ -51,8 +44,10 @@ struct LockGuard {
     }
 };
 
-// Locks a side. A previous holder that died left the committed state
-// consistent (it is one word), so owner death needs no repair here.
+// Locks a side. A holder that died left the side's state consistent (its
+// commit is one step); one that died between writing its state and
+// committing it is finished by the caller (finish_dead_writer/reader),
+// which checks on every acquisition: cheaper than telling the cases apart.
 bool lock_side(pthread_mutex_t* m, const os::Deadline& deadline, bool zero_timeout) {
     os::LockStatus s = zero_timeout ? os::robust_mutex_trylock(m) : os::robust_mutex_lock(m, deadline);
     return s == os::LockStatus::acquired || s == os::LockStatus::owner_died;
@@ -66,46 +61,20 @@ ChannelCore::SpinState::SpinState() noexcept
     : data_ns(static_cast<std::uint32_t>(os::spin_budget_ns())),
       space_ns(static_cast<std::uint32_t>(os::spin_budget_ns())) {}
 
-struct RingHeader {
-    std::uint32_t magic;
-    std::uint32_t joinable;
-    std::uint64_t capacity;
-    std::uint64_t maxsize;
-
-    // Each group on cache lines of its own: the writer side touches the
-    // reader side's lines only when it must (see the cached states).
-    alignas(64) pthread_mutex_t wlock;
-    std::atomic<std::uint64_t> cached_rstate{0};  // writer's last look at rstate (under wlock)
-    alignas(64) std::atomic<std::uint64_t> wstate{0};
-    alignas(64) std::atomic<std::uint32_t> space_seq{0};
-    std::atomic<std::uint32_t> writers_waiting{0};  // a flag: see sleep_on()
-    std::atomic<std::uint64_t> space_woken_at{0};   // when a waker last woke it
-
-    alignas(64) pthread_mutex_t rlock;
-    std::atomic<std::uint64_t> cached_wstate{0};  // reader's last look at wstate (under rlock)
-    alignas(64) std::atomic<std::uint64_t> rstate{0};
-    alignas(64) std::atomic<std::uint32_t> data_seq{0};
-    std::atomic<std::uint32_t> readers_waiting{0};  // a flag: see sleep_on()
-    std::atomic<std::uint64_t> data_woken_at{0};    // when a waker last woke it
-
-    alignas(64) std::atomic<std::uint32_t> unfinished{0};
-    std::atomic<std::uint32_t> join_waiters{0};
-};
-static_assert(sizeof(RingHeader) <= kDataOffset);
-
 // ---- construction -------------------------------------------------------
 
 ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, DescriptorPtr link,
-                         bool joinable)
-    : link_(std::move(link)), wait_(wait) {
+                         bool joinable, const char* name)
+    : link_(std::move(link)), wait_(wait),
+      waker_(wait == Wait::socket ? &RingWaker::socket() : &RingWaker::futex()) {
     if (capacity < kMinCapacity) capacity = kMinCapacity;
     if (capacity > kMaxCapacity)
         throw ValueError("queue capacity " + std::to_string(capacity) + " is over the 1 GiB limit");
     std::size_t cap = kMinCapacity;
     while (cap < capacity) cap <<= 1;
-    if (maxsize > UINT32_MAX / 2) maxsize = UINT32_MAX / 2;
+    if (maxsize > kCountMask / 2) maxsize = kCountMask / 2;
 
-    seg_ = Segment::anonymous(kDataOffset + cap, "mproc-ring");
+    seg_ = Segment::anonymous(kDataOffset + cap, name);
     spin_ = std::make_shared<SpinState>();
     h_ = new (seg_->data()) RingHeader();
     h_->capacity = cap;
@@ -113,6 +82,7 @@ ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, D
     h_->joinable = joinable ? 1 : 0;
     os::robust_mutex_init(&h_->wlock, false);
     os::robust_mutex_init(&h_->rlock, false);
+    os::robust_mutex_init(&h_->done_lock, false);
     h_->magic = kRingMagic;
     data_ = seg_->data() + kDataOffset;
 
@@ -134,122 +104,74 @@ std::size_t ChannelCore::maxsize() const noexcept { return h_->maxsize; }
 std::size_t ChannelCore::qsize() const noexcept {
     // Read the reader side first: the count can then only be overstated by
     // items published in between, never negative.
-    std::uint64_t r = h_->rstate.load();
-    std::uint64_t w = h_->wstate.load();
-    return static_cast<std::uint32_t>(count_of(w) - count_of(r));
+    const std::uint32_t c = h_->consumed.state();
+    const std::uint32_t p = h_->published.state();
+    return (p - c) & kCountMask;
+}
+
+// ---- commits and the deaths between writing and committing ---------------
+
+void ChannelCore::publish(WaitWord& word, bool data) {
+    waker_->publish(word, data ? h_->data_woken_at : h_->space_woken_at, link_ ? link_->fd() : -1,
+                    data ? "ring.put_published" : "ring.get_published");
+}
+
+// Under wlock: a writer that died after writing its state but before its
+// commit left wstate one item ahead of `published`. Publish it for it.
+void ChannelCore::finish_dead_writer() {
+    const std::uint32_t behind = (count31(h_->wstate.load(std::memory_order_relaxed)) - h_->published.state()) & kCountMask;
+    if (behind != 0) publish(h_->published, true);
+}
+
+// Under rlock: a reader that died after writing its next state but before
+// its commit left that state in the other slot. Commit it: the item was
+// read (and consume()'s function had returned).
+void ChannelCore::finish_dead_reader() {
+    const std::uint32_t c = h_->consumed.state();
+    const std::uint64_t next = h_->rstate[(c + 1) & 1].load(std::memory_order_relaxed);
+    if (count31(next) == ((c + 1) & kCountMask)) publish(h_->consumed, false);
+}
+
+// The reader state that goes with the last commit of `consumed`.
+std::uint64_t ChannelCore::committed_rstate() const noexcept {
+    for (;;) {
+        const std::uint32_t c = h_->consumed.state();
+        const std::uint64_t s = h_->rstate[c & 1].load(std::memory_order_acquire);
+        if (count31(s) == c) return s;
+        // A reader committed again in between; look once more.
+    }
 }
 
 // ---- waiting ------------------------------------------------------------
 
-// Only the holder of a side's lock ever sleeps on that side's word (others
-// wait for the lock), so "someone sleeps" is a flag, and the waker clears
-// it as it wakes: one wake-up per sleep. (A counter the sleeper clears
-// itself would make every put issue a futex_wake until the woken reader
-// got a CPU — thousands of syscalls on a busy machine.)
-namespace {
-//
-// The spin adapts per channel end (in this process): a spin that caught the
-// change doubles the next budget (up to spin_budget_ns()), one that ended in
-// sleep drops it to zero until a sleep shows the change came soon enough. Ping-pong keeps spinning (0.4 us round trips); an idle
-// pool worker on a 2-core machine stops stealing the CPU its busy peers need
-// (measured: a pool's serial submit->result took 38 us without spinning,
-// 68 us with a fixed 20 us spin, 114 us with 200 us).
-template <class Changed>
-bool sleep_on(std::atomic<std::uint32_t>& flag, const std::atomic<std::uint32_t>& seq,
-              const std::atomic<std::uint64_t>& woken_at, const Changed& changed,
-              ChannelCore::Wait wait, int link, const os::Deadline& deadline, const char* gone,
-              std::atomic<std::uint32_t>& spin_ns) {
-    if (changed()) return true;
-    const std::uint64_t max_ns = os::spin_budget_ns();
-    const std::uint64_t start = os::monotonic_ns();
-    const std::uint32_t budget = spin_ns.load(std::memory_order_relaxed);
-    auto grow = [&] {
-        spin_ns.store(static_cast<std::uint32_t>(std::min<std::uint64_t>(max_ns, budget * 2ull + 1000)),
-                      std::memory_order_relaxed);
-    };
-    if (os::spin_until(changed, budget)) {
-        grow();
-        return true;
-    }
-    spin_ns.store(0, std::memory_order_relaxed);  // it did not pay: stop until it would
-    // After a sleep: if the change came within the full budget, spinning
-    // would have caught it, so spin more next time. When it came is the
-    // waker's stamp (CLOCK_MONOTONIC is one clock for every process), not
-    // when this process got a CPU again: that includes the wake-up itself.
-    auto woke = [&](bool ok) {
-        const std::uint64_t at = woken_at.load(std::memory_order_relaxed);
-        if (ok && at >= start && at - start < max_ns) grow();
-        return ok;
-    };
-    const std::uint32_t s = seq.load();
-    flag.store(1);  // seq_cst: the waker's state store and this are ordered
-    if (changed()) {
-        flag.store(0);
-        return woke(true);
-    }
-    if (wait == ChannelCore::Wait::futex) {
-        bool ok = os::futex_wait(&seq, s, deadline);
-        flag.store(0);
-        return woke(ok || changed());
-    }
-    os::Readiness r = os::wait_and_drain(link, deadline);
-    flag.store(0);
-    if (changed()) return woke(true);
-    if (r == os::Readiness::hangup) throw EOFError(gone);
-    return woke(r == os::Readiness::ready);
+// The holder of a side's lock sleeps on the other side's commit word.
+bool ChannelCore::wait_for_data(std::uint32_t consumed, const void* deadline) {
+    return spin_then_wait(
+        h_->published, h_->data_woken_at, spin_->data_ns, *waker_, link_ ? link_->fd() : -1,
+        [consumed](std::uint32_t published) { return published != consumed; }, dl(deadline));
 }
 
-void wake_sleeper(std::atomic<std::uint32_t>& flag, std::atomic<std::uint32_t>& seq,
-                  std::atomic<std::uint64_t>& woken_at, ChannelCore::Wait wait, int link) {
-    if (flag.load() == 0 || flag.exchange(0) == 0) return;
-    woken_at.store(os::monotonic_ns(), std::memory_order_relaxed);
-    if (wait == ChannelCore::Wait::futex) {
-        seq.fetch_add(1);
-        os::futex_wake(&seq, INT_MAX);
-    } else if (!os::send_wake(link)) {
-        throw EOFError("Connection: the other end is closed");
-    }
-}
-}  // namespace
-
-bool ChannelCore::wait_for_data(std::uint64_t seen, const void* deadline) {
-    return sleep_on(h_->readers_waiting, h_->data_seq, h_->data_woken_at,
-                    [&] { return h_->wstate.load() != seen; },
-                    wait_, link_ ? link_->fd() : -1, dl(deadline), "Connection: the other end is closed",
-                    spin_->data_ns);
+bool ChannelCore::wait_for_space(std::uint32_t consumed, const void* deadline) {
+    return spin_then_wait(
+        h_->consumed, h_->space_woken_at, spin_->space_ns, *waker_, link_ ? link_->fd() : -1,
+        [consumed](std::uint32_t now) { return now != consumed; }, dl(deadline));
 }
 
-bool ChannelCore::wait_for_space(std::uint64_t seen, const void* deadline) {
-    return sleep_on(h_->writers_waiting, h_->space_seq, h_->space_woken_at,
-                    [&] { return h_->rstate.load() != seen; },
-                    wait_, link_ ? link_->fd() : -1, dl(deadline), "Connection: the other end is closed",
-                    spin_->space_ns);
-}
-
-void ChannelCore::wake_readers() {
-    wake_sleeper(h_->readers_waiting, h_->data_seq, h_->data_woken_at, wait_, link_ ? link_->fd() : -1);
-}
-
-void ChannelCore::wake_writers() noexcept {
-    try {
-        wake_sleeper(h_->writers_waiting, h_->space_seq, h_->space_woken_at, wait_,
-                     link_ ? link_->fd() : -1);
-    } catch (const EOFError&) {
-        // A writer that died sleeping: nobody to wake.
-    }
-}
-
-void ChannelCore::arm_reader() noexcept { h_->readers_waiting.store(1); }
-void ChannelCore::disarm_reader() noexcept { h_->readers_waiting.store(0); }
+void ChannelCore::arm_reader() noexcept { h_->published.mark_sleeping(); }
+void ChannelCore::disarm_reader() noexcept { h_->published.clear_sleeping(); }
 
 // ---- put ----------------------------------------------------------------
 
+// A Connection's peer that died while not receiving is noticed when the
+// ring fills, when a wake-up bounces, or here, once every 256 sends: often
+// enough that a writer learns soon, rarely enough to cost nothing.
+bool ChannelCore::peer_gone_check() {
+    return wait_ == Wait::socket && (spin_->puts.fetch_add(1, std::memory_order_relaxed) & 255) == 255 &&
+           os::peer_closed(link_->fd());
+}
+
 bool ChannelCore::put(std::span<const std::byte> item, Timeout timeout) {
-    // A Connection's peer that died while not receiving is noticed when the
-    // ring fills, when a wake-up bounces, or here, once every 256 sends:
-    // often enough that a writer learns soon, rarely enough to cost nothing.
-    if (wait_ == Wait::socket && (++puts_ & 255) == 0 && os::peer_closed(link_->fd()))
-        throw EOFError("Connection: the other end is closed");
+    if (peer_gone_check()) throw EOFError("Connection: the other end is closed");
     const os::Deadline deadline = os::Deadline::after(timeout);
     if (sizeof(RecordHeader) + round8(item.size()) > h_->capacity / 4)
         return put_spilled(item, &deadline);
@@ -257,14 +179,14 @@ bool ChannelCore::put(std::span<const std::byte> item, Timeout timeout) {
 }
 
 ChannelCore::InPlace ChannelCore::put_in_place(Encoder encode, const void* item, Timeout timeout) {
-    if (wait_ == Wait::socket && (++puts_ & 255) == 0 && os::peer_closed(link_->fd()))
-        throw EOFError("Connection: the other end is closed");
+    if (peer_gone_check()) throw EOFError("Connection: the other end is closed");
     const os::Deadline deadline = os::Deadline::after(timeout);
     if (!lock_side(&h_->wlock, deadline, zero(timeout))) return InPlace::timed_out;
     LockGuard g{&h_->wlock};
+    finish_dead_writer();
     const std::size_t cap = h_->capacity;
     const std::uint64_t w = h_->wstate.load(std::memory_order_relaxed);
-    const std::uint64_t r = h_->rstate.load(std::memory_order_acquire);
+    const std::uint64_t r = committed_rstate();
     h_->cached_rstate.store(r, std::memory_order_relaxed);
     const std::size_t idx = pos_of(w) & (cap - 1);
     // Contiguous free bytes from the write position, within the inline limit.
@@ -278,12 +200,11 @@ ChannelCore::InPlace ChannelCore::put_in_place(Encoder encode, const void* item,
     if (!fits) return InPlace::no_room;
     RecordHeader hdr{static_cast<std::uint32_t>(n), kInline};
     std::memcpy(data_ + idx, &hdr, sizeof hdr);
-    if (h_->joinable) h_->unfinished.fetch_add(1);
     h_->wstate.store(make_state(count_of(w) + 1,
-                                pos_of(w) + static_cast<std::uint32_t>(sizeof hdr + round8(n))));
-    g.m = nullptr;
-    os::robust_mutex_unlock(&h_->wlock);
-    wake_readers();
+                                pos_of(w) + static_cast<std::uint32_t>(sizeof hdr + round8(n))),
+                     std::memory_order_release);
+    os::fault_point("ring.put_publish");
+    publish(h_->published, true);  // the commit
     return InPlace::done;
 }
 
@@ -293,10 +214,8 @@ bool ChannelCore::put_spilled(std::span<const std::byte> item, const void* deadl
     void* p = os::map_shared(fd.get(), item.size(), "mproc-item");
     std::memcpy(p, item.data(), item.size());
     os::unmap(p, item.size());
-    struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) os::throw_errno("fstat", "mproc-item");
-    SpillTicket ticket{static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                       item.size()};
+    const os::FileId id = os::file_id(fd.get());
+    SpillTicket ticket{id.dev, id.ino, item.size()};
     return write_record(kSpilled, std::as_bytes(std::span(&ticket, 1)), deadline, false, fd.get());
 }
 
@@ -305,6 +224,7 @@ bool ChannelCore::write_record(std::uint32_t kind, std::span<const std::byte> pa
     const os::Deadline& deadline = dl(deadline_p);
     if (!lock_side(&h_->wlock, deadline, zero_timeout)) return false;
     LockGuard g{&h_->wlock};
+    finish_dead_writer();
     const std::size_t cap = h_->capacity;
     const std::size_t rec = sizeof(RecordHeader) + round8(payload.size());
     for (bool fresh = false;; fresh = true) {
@@ -320,7 +240,7 @@ bool ChannelCore::write_record(std::uint32_t kind, std::span<const std::byte> pa
             return (h_->maxsize == 0 || count < h_->maxsize) && cap - used >= skip + rec;
         };
         if (!fits() || fresh) {
-            r = h_->rstate.load(std::memory_order_acquire);
+            r = committed_rstate();
             h_->cached_rstate.store(r, std::memory_order_relaxed);
         }
         if (fits()) {
@@ -340,18 +260,15 @@ bool ChannelCore::write_record(std::uint32_t kind, std::span<const std::byte> pa
             RecordHeader hdr{static_cast<std::uint32_t>(payload.size()), kind};
             std::memcpy(data_ + at, &hdr, sizeof hdr);
             if (!payload.empty()) std::memcpy(data_ + at + sizeof hdr, payload.data(), payload.size());
-            if (h_->joinable) h_->unfinished.fetch_add(1);
-            // The commit: one store publishes the record and its count.
             h_->wstate.store(make_state(count_of(w) + 1,
-                                        pos_of(w) + static_cast<std::uint32_t>(skip + rec)));
-            break;
+                                        pos_of(w) + static_cast<std::uint32_t>(skip + rec)),
+                             std::memory_order_release);
+            os::fault_point("ring.put_publish");
+            publish(h_->published, true);  // the commit
+            return true;
         }
-        if (zero_timeout || !wait_for_space(r, deadline_p)) return false;
+        if (zero_timeout || !wait_for_space(count31(r), deadline_p)) return false;
     }
-    g.m = nullptr;
-    os::robust_mutex_unlock(&h_->wlock);
-    wake_readers();
-    return true;
 }
 
 // ---- get ----------------------------------------------------------------
@@ -360,24 +277,33 @@ bool ChannelCore::begin_get(ReadReservation& res, Timeout timeout) {
     const os::Deadline deadline = os::Deadline::after(timeout);
     if (!lock_side(&h_->rlock, deadline, zero(timeout))) return false;
     LockGuard g{&h_->rlock};
+    finish_dead_reader();
     const std::size_t cap = h_->capacity;
-    std::uint64_t r, w;
-    for (;;) {
-        r = h_->rstate.load(std::memory_order_relaxed);
-        // The writer only ever adds items: trust the cached view while it
-        // shows some, and look at the real state only when it shows none.
-        w = h_->cached_wstate.load(std::memory_order_acquire);
-        if (pos_of(r) != pos_of(w)) break;
-        w = h_->wstate.load(std::memory_order_acquire);
-        h_->cached_wstate.store(w, std::memory_order_relaxed);
-        if (pos_of(r) != pos_of(w)) break;
-        if (zero(timeout)) {
-            // No wait to notice a hang-up in: look for one now.
-            if (wait_ == Wait::socket && os::peer_closed(link_->fd()) && h_->wstate.load() == w)
-                throw EOFError("Connection: the other end is closed");
-            return false;
+    // Under rlock the reader state is the last committed one.
+    const std::uint32_t c = h_->consumed.state();
+    const std::uint64_t r = h_->rstate[c & 1].load(std::memory_order_relaxed);
+    // The writers only ever add items: trust the cached view while it shows
+    // some, and look at the real count only when it shows none. The writer
+    // state read after the count covers every record it counts.
+    std::uint64_t w = h_->cached_wstate.load(std::memory_order_relaxed);
+    const std::uint32_t cached_avail = (h_->cached_published.load(std::memory_order_relaxed) - c) & kCountMask;
+    if (cached_avail == 0 || cached_avail > kCountMask / 2) {
+        for (;;) {
+            const std::uint32_t p = h_->published.state();
+            if (p != c) {
+                w = h_->wstate.load(std::memory_order_acquire);
+                h_->cached_published.store(p, std::memory_order_relaxed);
+                h_->cached_wstate.store(w, std::memory_order_relaxed);
+                break;
+            }
+            if (zero(timeout)) {
+                // No wait to notice a hang-up in: look for one now.
+                if (wait_ == Wait::socket && os::peer_closed(link_->fd()) && h_->published.state() == c)
+                    throw EOFError("Connection: the other end is closed");
+                return false;
+            }
+            if (!wait_for_data(c, &deadline)) return false;
         }
-        if (!wait_for_data(w, &deadline)) return false;
     }
     std::uint32_t pos = pos_of(r);
     std::size_t idx = pos & (cap - 1);
@@ -423,8 +349,15 @@ bool ChannelCore::begin_get(ReadReservation& res, Timeout timeout) {
 }
 
 void ChannelCore::end_get(ReadReservation& res, bool commit) {
+    LockGuard g{&h_->rlock};
     if (commit) {
-        h_->rstate.store(res.next_state_);
+        h_->rstate[count_of(res.next_state_) & 1].store(res.next_state_, std::memory_order_release);
+        os::fault_point("ring.get_publish");
+        try {
+            publish(h_->consumed, false);  // the commit
+        } catch (const EOFError&) {
+            // A writer that died sleeping: nobody to wake.
+        }
         if (res.spill_) {
             // Drop the consumed fd from the socket (a reader that dies right
             // here leaves it as an orphan for the next one to drop).
@@ -438,22 +371,21 @@ void ChannelCore::end_get(ReadReservation& res, bool commit) {
     }
     res.spill_.reset();
     res.core_ = nullptr;
-    os::robust_mutex_unlock(&h_->rlock);
-    if (commit) wake_writers();
 }
 
 bool ChannelCore::poll(Timeout timeout) {
     const os::Deadline deadline = os::Deadline::after(timeout);
-    for (;;) {
-        std::uint64_t w = h_->wstate.load();
-        if (pos_of(h_->rstate.load()) != pos_of(w)) return true;
-        if (wait_ == Wait::socket && os::peer_closed(link_->fd())) return true;
-        if (zero(timeout)) return false;
-        try {
-            if (!wait_for_data(w, &deadline)) return false;
-        } catch (const EOFError&) {
-            return true;  // recv() will report it
-        }
+    // A reader that died before its commit may make this say "ready" once
+    // too often; begin_get then finishes that commit and finds nothing.
+    auto ready = [&](std::uint32_t published) { return published != h_->consumed.state(); };
+    if (ready(h_->published.state())) return true;
+    if (wait_ == Wait::socket && os::peer_closed(link_->fd())) return true;
+    if (zero(timeout)) return false;
+    try {
+        return spin_then_wait(h_->published, h_->data_woken_at, spin_->data_ns, *waker_,
+                              link_ ? link_->fd() : -1, ready, deadline);
+    } catch (const EOFError&) {
+        return true;  // recv() will report it
     }
 }
 
@@ -474,28 +406,27 @@ void ReadReservation::commit() {
 // ---- JoinableQueue ------------------------------------------------------
 
 void ChannelCore::task_done() {
-    std::uint32_t v = h_->unfinished.load();
-    do {
-        if (v == 0) throw ValueError("task_done() called more times than there were items put");
-    } while (!h_->unfinished.compare_exchange_weak(v, v - 1));
-    if (v == 1 && h_->join_waiters.load() > 0) os::futex_wake(&h_->unfinished, INT_MAX);
+    // Under done_lock the check and the count are one step: a task_done
+    // killed before its commit did not happen, one killed after it did.
+    if (!lock_side(&h_->done_lock, os::Deadline::never(), false))
+        throw Error("mproc internal: JoinableQueue's task lock failed");
+    LockGuard g{&h_->done_lock};
+    const std::uint32_t d = h_->done.state();
+    if (((h_->published.state() - d) & kCountMask) == 0)
+        throw ValueError("task_done() called more times than there were items put");
+    os::fault_point("join.publish");
+    h_->done.add(1, kWakeAll, Publishers::exclusive);
+    os::fault_point("join.published");
 }
 
 bool ChannelCore::join(Timeout timeout) {
     const os::Deadline deadline = os::Deadline::after(timeout);
-    if (os::spin_until([&] { return h_->unfinished.load() == 0; }, os::spin_budget_ns())) return true;
-    h_->join_waiters.fetch_add(1);
-    bool ok = true;
-    for (;;) {
-        std::uint32_t v = h_->unfinished.load();
-        if (v == 0) break;
-        if (!os::futex_wait(&h_->unfinished, v, deadline)) {
-            ok = h_->unfinished.load() == 0;
-            break;
-        }
-    }
-    h_->join_waiters.fetch_sub(1);
-    return ok;
+    // Unfinished = published - done. An item whose writer died before its
+    // commit is not counted (it is not in the queue), until a writer
+    // publishes it.
+    auto finished = [&](std::uint32_t done) { return done == h_->published.state(); };
+    if (os::spin_until([&] { return finished(h_->done.state()); }, os::spin_budget_ns())) return true;
+    return h_->done.wait(finished, deadline, Net::none, "ring.woken");
 }
 
 // ---- handles ------------------------------------------------------------
@@ -521,6 +452,7 @@ ChannelCore ChannelCore::mproc_import(HandleReader& r, DescriptorPtr link) {
     c.spill_send_ = r.descriptor();
     c.spill_recv_ = r.descriptor();
     c.wait_ = r.value() ? Wait::socket : Wait::futex;
+    c.waker_ = c.wait_ == Wait::socket ? &RingWaker::socket() : &RingWaker::futex();
     c.link_ = std::move(link);
     if (c.wait_ == Wait::socket && !c.link_) throw SerializationError("pipe handle lacks its socket");
     return c;

@@ -3,12 +3,11 @@
 #include "mproc/detail/segment.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <map>
 #include <mutex>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-
+#include "memory/mapping.hpp"
 #include "mproc/errors.hpp"
 #include "os/os.hpp"
 
@@ -33,14 +32,26 @@ Registry& registry() {
 
 thread_local HandleExportScope* t_scope = nullptr;
 
-std::pair<std::uint64_t, std::uint64_t> inode_of(int fd) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) os::throw_errno("fstat", "fd " + std::to_string(fd));
-    return {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
-}
+// An fd mapped by the os layer: memfds, and fds that handles brought.
+class FdMapping final : public Mapping {
+public:
+    FdMapping(os::Fd fd, std::size_t size, std::string_view what)
+        : base_(static_cast<std::byte*>(os::map_shared(fd.get(), size, what))),
+          size_(size), fd_(std::move(fd)) {}
+    ~FdMapping() override { os::unmap(base_, size_); }
+    std::byte* data() const noexcept override { return base_; }
+    std::size_t size() const noexcept override { return size_; }
+    int fd() const noexcept override { return fd_.get(); }
+
+private:
+    std::byte* base_;
+    std::size_t size_;
+    os::Fd fd_;
+};
 
 std::shared_ptr<Segment> registered(std::shared_ptr<Segment> seg) {
-    const auto key = inode_of(seg->fd());
+    const os::FileId id = os::file_id(seg->fd());
+    const std::pair<std::uint64_t, std::uint64_t> key{id.dev, id.ino};
     Registry& r = registry();
     std::lock_guard<std::mutex> g(r.mu);
     r.by_fd[seg->fd()] = seg;
@@ -53,8 +64,7 @@ std::shared_ptr<Segment> registered(std::shared_ptr<Segment> seg) {
 std::shared_ptr<Segment> Segment::anonymous(std::size_t size, const char* label) {
     if (size == 0) size = 1;
     os::Fd fd = os::memfd(label, size);
-    auto* base = static_cast<std::byte*>(os::map_shared(fd.get(), size, label));
-    return registered(std::shared_ptr<Segment>(new Segment(fd.release(), base, size, {})));
+    return from(std::make_unique<FdMapping>(std::move(fd), size, label), {});
 }
 
 std::shared_ptr<Segment> Segment::adopt(int raw_fd, std::string name) {
@@ -62,27 +72,31 @@ std::shared_ptr<Segment> Segment::adopt(int raw_fd, std::string name) {
     std::size_t size = os::fd_size(raw_fd);
     std::string what = name.empty() ? "fd " + std::to_string(raw_fd) : "/" + name;
     if (size == 0) throw Error("shared memory " + what + " has size 0");
-    auto* base = static_cast<std::byte*>(os::map_shared(raw_fd, size, what));
-    return registered(
-        std::shared_ptr<Segment>(new Segment(fd.release(), base, size, std::move(name))));
+    return from(std::make_unique<FdMapping>(std::move(fd), size, what), std::move(name));
 }
+
+std::shared_ptr<Segment> Segment::from(std::unique_ptr<Mapping> mapping, std::string name) {
+    return registered(std::shared_ptr<Segment>(new Segment(std::move(mapping), std::move(name))));
+}
+
+Segment::Segment(std::unique_ptr<Mapping> mapping, std::string name) noexcept
+    : mapping_(std::move(mapping)), base_(mapping_->data()), size_(mapping_->size()),
+      fd_(mapping_->fd()), name_(std::move(name)) {}
 
 Segment::~Segment() {
     {
-        // Forget this fd before closing it, so a segment that reuses the
-        // number is never mistaken for this one.
+        // Forget this fd before the mapping closes it, so a segment that
+        // reuses the number is never mistaken for this one.
         Registry& r = registry();
         std::lock_guard<std::mutex> g(r.mu);
         auto it = r.by_fd.find(fd_);
         if (it != r.by_fd.end() && it->second.expired()) r.by_fd.erase(it);
-        struct stat st {};
-        if (::fstat(fd_, &st) == 0) {
-            auto in = r.by_inode.find({static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)});
+        if (auto id = os::try_file_id(fd_)) {
+            auto in = r.by_inode.find({id->dev, id->ino});
             if (in != r.by_inode.end() && in->second.expired()) r.by_inode.erase(in);
         }
     }
-    os::unmap(base_, size_);
-    os::Fd close_it(fd_);
+    mapping_.reset();
 }
 
 std::uint64_t Segment::offset_of(const void* p) const {
@@ -101,29 +115,30 @@ std::byte* Segment::at(std::uint64_t offset, std::size_t bytes) const {
 
 namespace {
 HandleRef ref_of(int fd, std::uint64_t size, std::uint64_t offset) {
-    struct stat st {};
-    if (::fstat(fd, &st) != 0) os::throw_errno("fstat", "fd " + std::to_string(fd));
-    return HandleRef{fd, static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
-                     size, offset, os::pid()};
+    const os::FileId id = os::file_id(fd);
+    return HandleRef{fd, id.dev, id.ino, size, offset, os::pid()};
+}
+
+// The file ref.fd names here, if it is the one the handle refers to.
+std::optional<os::FileId> same_file(const HandleRef& ref) noexcept {
+    auto id = os::try_file_id(ref.fd);
+    if (!id || id->dev != ref.dev || id->ino != ref.ino) return std::nullopt;
+    return id;
 }
 
 [[noreturn]] void throw_not_held(const HandleRef& ref) {
+    const std::string sender = "pid " + std::to_string(ref.pid);
+    const bool sender_alive = ref.pid > 0 && os::process_exists(ref.pid);
     throw SerializationError(
-        "an mproc handle arrived in a process that does not hold its shared memory (fd " +
-        std::to_string(ref.fd) + ", sent by pid " + std::to_string(ref.pid) +
-        ", which has exited or cannot be reached): pass Queues, Locks, Values and other handles "
-        "to children as Process arguments");
+        "an mproc handle (Queue, Pipe end, Lock, Value, ...) reached a process that does not hold "
+        "its shared memory (fd " + std::to_string(ref.fd) + " of " + sender +
+        (sender_alive ? ", which is running but whose memory this process cannot reach" : ", which has exited") +
+        "). A handle reaches only processes that inherit it: pass it to a Process as an "
+        "argument; for a Pool or an executor, create the Queue (or Pipe, Lock, ...) before the "
+        "Pool with the fork start method, or pass it in the pool's initargs; or use a "
+        "manager's proxy instead (mgr.Queue<T>(), mgr.dict(), ...), which any process can use");
 }
 
-// Throws unless ref.fd is open here and still names the same file.
-struct stat check_ref(const HandleRef& ref) {
-    struct stat st {};
-    if (ref.fd < 0 || ::fstat(ref.fd, &st) != 0 ||
-        static_cast<std::uint64_t>(st.st_dev) != ref.dev ||
-        static_cast<std::uint64_t>(st.st_ino) != ref.ino)
-        throw_not_held(ref);
-    return st;
-}
 }  // namespace
 
 bool HandleExportScope::note(int fd) {
@@ -163,22 +178,14 @@ Descriptor::~Descriptor() {
 }
 
 namespace {
-bool names_same_file(const HandleRef& ref, struct stat& st) {
-    return ref.fd >= 0 && ::fstat(ref.fd, &st) == 0 && static_cast<std::uint64_t>(st.st_dev) == ref.dev &&
-           static_cast<std::uint64_t>(st.st_ino) == ref.ino;
-}
-
 // The sender's segment through /proc/<pid>/fd/<fd>, if it is still there
 // and still the same file; an invalid Fd otherwise.
 os::Fd reopen_from_sender(const HandleRef& ref) {
     if (ref.pid <= 0 || ref.pid == os::pid() || ref.fd < 0) return {};
     const std::string path = "/proc/" + std::to_string(ref.pid) + "/fd/" + std::to_string(ref.fd);
-    os::Fd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC));
-    struct stat st {};
-    if (!fd || ::fstat(fd.get(), &st) != 0 || static_cast<std::uint64_t>(st.st_dev) != ref.dev ||
-        static_cast<std::uint64_t>(st.st_ino) != ref.ino ||
-        static_cast<std::uint64_t>(st.st_size) != ref.size)
-        return {};
+    os::Fd fd = os::try_open_rw(path);
+    auto id = os::try_file_id(fd.get());
+    if (!id || id->dev != ref.dev || id->ino != ref.ino || id->size != ref.size) return {};
     return fd;
 }
 }  // namespace
@@ -192,8 +199,7 @@ std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
     std::lock_guard<std::mutex> one_at_a_time(import_mu);
     Registry& r = registry();
     SegmentPtr seg;
-    struct stat st {};
-    if (names_same_file(ref, st)) {
+    if (auto id = same_file(ref)) {
         {
             std::lock_guard<std::mutex> g(r.mu);
             auto it = r.by_fd.find(ref.fd);
@@ -202,7 +208,7 @@ std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
         if (!seg) {
             // First use here: a spawned child inherited the fd. Map it once
             // and own it; later handles to the same segment find this mapping.
-            if (static_cast<std::uint64_t>(st.st_size) != ref.size)
+            if (id->size != ref.size)
                 throw SerializationError("handle's shared segment has changed size");
             os::set_inheritable(ref.fd, false);
             seg = Segment::adopt(ref.fd, {});
@@ -231,7 +237,7 @@ DescriptorPtr HandleReader::descriptor() {
     if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a descriptor");
     const HandleRef& ref = refs_[next_ref_++];
     if (ref.size != 0) throw SerializationError("handle has a segment where a descriptor belongs");
-    check_ref(ref);
+    if (!same_file(ref)) throw_not_held(ref);
     static std::mutex import_mu;
     std::lock_guard<std::mutex> one_at_a_time(import_mu);
     {
@@ -248,6 +254,27 @@ DescriptorPtr HandleReader::descriptor() {
 std::uint64_t HandleReader::value() {
     if (next_value_ >= values_.size()) throw SerializationError("handle is missing a value");
     return values_[next_value_++];
+}
+
+void HandleWriter::text(std::string_view s) {
+    value(s.size());
+    for (std::size_t i = 0; i < s.size(); i += 8) {
+        std::uint64_t v = 0;
+        std::memcpy(&v, s.data() + i, std::min<std::size_t>(8, s.size() - i));
+        value(v);
+    }
+}
+
+std::string HandleReader::text(std::size_t max_length) {
+    const std::uint64_t n = value();
+    if (n > max_length || (n + 7) / 8 > values_.size() - next_value_)
+        throw SerializationError("handle has a malformed name (" + std::to_string(n) + " bytes)");
+    std::string s(n, '\0');
+    for (std::size_t i = 0; i < n; i += 8) {
+        const std::uint64_t v = value();
+        std::memcpy(s.data() + i, &v, std::min<std::size_t>(8, n - i));
+    }
+    return s;
 }
 
 HandleExportScope::HandleExportScope() : prev_(t_scope) { t_scope = this; }

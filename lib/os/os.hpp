@@ -9,8 +9,11 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 #include <ctime>
 
 #include <pthread.h>
@@ -56,6 +59,16 @@ void* map_shared(int fd, std::size_t size, std::string_view what);
 void unmap(void* addr, std::size_t size) noexcept;
 /// st_size of an open fd.
 std::size_t fd_size(int fd);
+/// Which file an fd names, and its size (fstat).
+struct FileId {
+    std::uint64_t dev = 0;
+    std::uint64_t ino = 0;
+    std::uint64_t size = 0;
+    bool same_file(const FileId& o) const noexcept { return dev == o.dev && ino == o.ino; }
+};
+FileId file_id(int fd);
+/// file_id, or nullopt if fd is not open here.
+std::optional<FileId> try_file_id(int fd) noexcept;
 void truncate(int fd, std::size_t size, std::string_view what);
 /// fallocate(fd, 0, offset, len): backs a range of a (sparse) file with
 /// memory now, so touching it later cannot SIGBUS. Returns 0 or the errno
@@ -63,19 +76,18 @@ void truncate(int fd, std::size_t size, std::string_view what);
 int allocate(int fd, std::uint64_t offset, std::uint64_t len) noexcept;
 void msync(void* addr, std::size_t size, std::string_view what);
 
-/// Named POSIX shared memory (`/dev/shm/<name>`), mode 0600. `name` is given
-/// without the leading '/'.
-Fd shm_create(std::string_view name, std::size_t size);   // O_CREAT|O_EXCL
-Fd shm_attach(std::string_view name);
-void shm_unlink(std::string_view name);
-
 /// open(path, O_RDWR|O_CREAT, 0600); grows the file to `size` if smaller.
 Fd open_file_rw(const std::string& path, std::size_t size);
+/// open(path, O_RDWR|O_CLOEXEC) of an existing file; an empty Fd if that
+/// fails (the caller says why in its own words).
+Fd try_open_rw(const std::string& path) noexcept;
 
 /// Clears FD_CLOEXEC so the fd survives exec (for spawned children).
 void set_inheritable(int fd, bool inheritable);
 /// True if `fd` is an open descriptor in this process.
 bool fd_is_open(int fd) noexcept;
+/// isatty(fd).
+bool is_terminal(int fd) noexcept;
 
 // ---- time ---------------------------------------------------------------
 
@@ -83,8 +95,9 @@ bool fd_is_open(int fd) noexcept;
 class Deadline {
 public:
     static Deadline never() noexcept { return Deadline{}; }
-    static Deadline after(Timeout t) noexcept;
-    static Deadline after(Duration d) noexcept { return after(Timeout{d}); }
+    /// Inline for "no timeout", the common case of every blocking call.
+    static Deadline after(Timeout t) noexcept { return t ? after(*t) : Deadline{}; }
+    static Deadline after(Duration d) noexcept;
 
     bool is_never() const noexcept { return never_; }
     bool expired() const noexcept;
@@ -112,6 +125,15 @@ bool futex_wait(const std::atomic<std::uint32_t>* word, std::uint32_t expected,
                 const Deadline& deadline);
 /// Wakes up to n waiters (INT32_MAX for all). Returns how many were woken.
 int futex_wake(const std::atomic<std::uint32_t>* word, int n) noexcept;
+
+/// FUTEX_WAKE_OP on a single word: the kernel applies `*word = *word OP arg`
+/// atomically and wakes up to n of its waiters, in one system call — a
+/// process killed at any instruction has done both or neither. `arg` must
+/// fit the kernel's 12-bit signed operand (-2048..2047). Returns how many
+/// were woken, or -1 if the kernel lacks FUTEX_WAKE_OP (then nothing
+/// changed: the caller must fall back).
+enum class FutexOp { add, bit_or, andn };
+int futex_wake_op(std::atomic<std::uint32_t>* word, int n, FutexOp op, int arg) noexcept;
 
 /// A pause instruction for spin loops.
 inline void cpu_relax() noexcept {
@@ -154,17 +176,50 @@ bool spin_until(Ready&& ready, std::uint64_t budget_ns) {
 
 enum class LockStatus { acquired, owner_died, timed_out, would_deadlock };
 
-/// pthread mutex, PTHREAD_PROCESS_SHARED + PTHREAD_MUTEX_ROBUST: the kernel
-/// marks it when its owner dies holding it, and the next locker is told.
-/// Recursive mutexes may be re-locked by their owner; the others are
-/// error-checking, so a re-lock reports would_deadlock instead of hanging.
+/// pthread mutex, PTHREAD_PROCESS_SHARED + PTHREAD_MUTEX_ROBUST +
+/// PTHREAD_PRIO_INHERIT: the kernel marks it when its owner dies holding
+/// it, and the next locker is told. Recursive mutexes may be re-locked by
+/// their owner; the others are error-checking, so a re-lock reports
+/// would_deadlock instead of hanging.
+///
+/// Why priority inheritance: with a plain robust futex the waiters' queue
+/// is a bit in the lock word, and an unlock wakes one waiter that must then
+/// retake the word itself. If that waiter is killed before it does, while a
+/// newcomer takes the word meanwhile (without the waiters bit), the kernel's
+/// clean-up of the dead waiter finds a word it does not own and does
+/// nothing, the newcomer's unlock wakes nobody, and the other waiters sleep
+/// on while the lock is free. A PI futex keeps the waiters in the kernel:
+/// an unlock with waiters hands the lock to the first of them inside the
+/// kernel (the word names the new owner before it runs), a newcomer queues
+/// behind, and a waiter that dies — woken or not — leaves the queue or, as
+/// the owner, is cleaned up like any dead owner (owner_died for the next).
+/// Kernels without PI futexes (probed once) get the plain robust mutex.
 void robust_mutex_init(pthread_mutex_t* m, bool recursive);
-/// Spins lock_spin_budget_ns() on trylock, then blocks until the deadline.
+/// Spins lock_spin_budget_ns() on trylock, yields a few times (see os.cpp),
+/// then blocks until the deadline
+/// (CLOCK_MONOTONIC: FUTEX_LOCK_PI2 where the kernel has it, else slices of
+/// a CLOCK_REALTIME wait that re-check the monotonic deadline).
 /// On owner_died the mutex is held and already made consistent again.
 LockStatus robust_mutex_lock(pthread_mutex_t* m, const Deadline& deadline);
 LockStatus robust_mutex_trylock(pthread_mutex_t* m);
 /// Returns false if the calling thread does not own the mutex.
 bool robust_mutex_unlock(pthread_mutex_t* m) noexcept;
+/// True if some live thread holds it now (a snapshot; an owner that died
+/// holding it does not count: the next acquire succeeds at once).
+bool robust_mutex_held(const pthread_mutex_t* m) noexcept;
+/// A read-only look at a robust mutex (for mproc-top): the thread id
+/// holding it (0: free, or its owner died), and whether others wait for it
+/// (the kernel's waiters bit: one or more).
+struct MutexSnapshot {
+    pid_t owner_tid = 0;
+    bool waiters = false;
+};
+MutexSnapshot robust_mutex_snapshot(const pthread_mutex_t* m) noexcept;
+/// Whether this kernel gave the mutexes priority inheritance, and timed
+/// PI locks on CLOCK_MONOTONIC (for tests and benchmarks to report;
+/// MPROC_NO_LOCK_PI2=1 in the environment forces the sliced fallback).
+bool robust_mutex_is_pi() noexcept;
+bool robust_mutex_has_lock_pi2() noexcept;
 
 // ---- identity -----------------------------------------------------------
 
@@ -175,9 +230,23 @@ pid_t tid() noexcept;   // gettid(), cached per thread and refreshed after fork
 
 /// pidfd_open(pid): an fd that becomes readable when the process exits.
 Fd pidfd_open(pid_t pid);
-/// poll(2) for POLLIN on one fd until the deadline; false on timeout.
+/// poll(2) for POLLIN (readable, or hung up) on one fd until the deadline;
+/// false on timeout.
 bool wait_readable(int fd, const Deadline& deadline);
+/// poll(2) for POLLOUT (room to write, or an error) on one fd until the
+/// deadline; false on timeout.
+bool wait_writable(int fd, const Deadline& deadline);
+/// poll(2) on several fds for POLLIN; returns the indexes that are ready
+/// (readable or hung up). Empty on timeout.
+std::vector<std::size_t> poll_readable(std::span<const int> fds, const Deadline& deadline);
+/// poll(2) for POLLIN without waiting: the revents (0 if nothing is ready),
+/// nullopt if poll itself failed (fd not open).
+std::optional<short> poll_now(int fd) noexcept;
+/// poll_now found the fd readable (or hung up).
+bool readable_now(int fd) noexcept;
 /// True if a process with this pid exists (kill(pid, 0) succeeds or EPERM).
 bool process_exists(pid_t pid) noexcept;
+/// SIGKILL to this process, now (fault injection in tests).
+[[noreturn]] void kill_self_now() noexcept;
 
 }  // namespace mproc::os

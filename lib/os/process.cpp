@@ -10,7 +10,6 @@
 #include <string>
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <spawn.h>
@@ -18,7 +17,6 @@
 #include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/single_threaded.h>
-#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -78,6 +76,10 @@ decltype(&::on_exit) volatile g_on_exit = ::on_exit;
 void exit_now(int code) noexcept {
     g_exit(code);
     __builtin_unreachable();
+}
+
+void at_fork(void (*prepare)(), void (*parent)(), void (*child)()) {
+    if (int e = ::pthread_atfork(prepare, parent, child)) throw_errno("pthread_atfork", {}, e);
 }
 
 void call_on_exit(void (*fn)(int status, void* arg), void* arg) {
@@ -196,6 +198,8 @@ void random_bytes(std::span<std::byte> out) {
     }
 }
 
+void unset_env(const char* name) noexcept { ::unsetenv(name); }
+
 // ---- signals ------------------------------------------------------------
 
 sigset_t block_all_signals() {
@@ -221,6 +225,8 @@ void ignore_signal(int sig, bool ignored) {
     sigemptyset(&sa.sa_mask);
     if (::sigaction(sig, &sa, nullptr) != 0) throw_errno("sigaction", std::to_string(sig));
 }
+
+void raise_signal(int sig) noexcept { ::raise(sig); }
 
 Fd signal_fd(int sig) {
     sigset_t set;
@@ -316,110 +322,9 @@ void rewind(int fd, std::string_view what) {
     if (::lseek(fd, 0, SEEK_SET) < 0) throw_errno("lseek", what);
 }
 
-// ---- messages with fds --------------------------------------------------
-
-std::pair<Fd, Fd> unix_socket_pair(bool seqpacket) {
-    int sv[2];
-    int type = (seqpacket ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC;
-    if (::socketpair(AF_UNIX, type, 0, sv) != 0) throw_errno("socketpair", "AF_UNIX");
-    return {Fd(sv[0]), Fd(sv[1])};
-}
-
-std::uint64_t readable_mask(std::span<const int> fds, const Deadline& deadline) {
-    pollfd ps[64];
-    std::size_t n = fds.size() < 64 ? fds.size() : 64;
-    for (std::size_t i = 0; i < n; ++i) ps[i] = pollfd{fds[i], POLLIN, 0};
-    for (;;) {
-        int r = ::poll(ps, n, deadline.poll_ms());
-        if (r > 0) break;
-        if (r == 0) {
-            if (deadline.expired()) return 0;
-            continue;
-        }
-        if (errno != EINTR) throw_errno("poll", std::to_string(n) + " fds");
-    }
-    std::uint64_t mask = 0;
-    for (std::size_t i = 0; i < n; ++i)
-        if (ps[i].revents) mask |= std::uint64_t{1} << i;
-    return mask;
-}
-
-void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds) {
-    if (fds.size() > kMaxFdsPerMessage)
-        throw Error("mproc: a child can be given at most " + std::to_string(kMaxFdsPerMessage) +
-                    " handles' file descriptors at once (got " + std::to_string(fds.size()) + ")");
-    if (data.empty() && !fds.empty()) throw Error("mproc internal: fds need at least one byte");
-    std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
-    std::size_t done = 0;
-    while (done < data.size()) {
-        iovec iov{const_cast<std::byte*>(data.data() + done), data.size() - done};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        if (done == 0 && !fds.empty()) {
-            msg.msg_control = control.data();
-            msg.msg_controllen = control.size();
-            cmsghdr* c = CMSG_FIRSTHDR(&msg);
-            c->cmsg_level = SOL_SOCKET;
-            c->cmsg_type = SCM_RIGHTS;
-            c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-            std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-        }
-        ssize_t r = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EPIPE || errno == ECONNRESET) throw EOFError("the receiving process is gone");
-            throw_errno("sendmsg(SCM_RIGHTS)", "socket " + std::to_string(sock));
-        }
-        done += static_cast<std::size_t>(r);
-    }
-}
-
-std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds) {
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * (kMaxFdsPerMessage + 3))];
-    for (;;) {
-        iovec iov{data.data(), data.size()};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == ECONNRESET) return 0;
-            throw_errno("recvmsg(SCM_RIGHTS)", "socket " + std::to_string(sock));
-        }
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < n; ++i) {
-                int got;
-                std::memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-                fds.emplace_back(got);
-            }
-        }
-        if (msg.msg_flags & MSG_CTRUNC) throw Error("mproc: too many fds in one message");
-        return static_cast<std::size_t>(r);
-    }
-}
-
-bool recv_exact(int sock, std::span<std::byte> data) {
-    std::size_t done = 0;
-    while (done < data.size()) {
-        ssize_t r = ::recv(sock, data.data() + done, data.size() - done, 0);
-        if (r < 0) {
-            if (errno == EINTR) continue;
-            if (errno == ECONNRESET) r = 0;
-            else throw_errno("recv", "socket " + std::to_string(sock));
-        }
-        if (r == 0) {
-            if (done == 0) return false;
-            throw EOFError("the sending process went away in the middle of a message");
-        }
-        done += static_cast<std::size_t>(r);
-    }
-    return true;
+std::string signal_name(int sig) {
+    const char* name = sigabbrev_np(sig);
+    return name ? std::string("SIG") + name : std::string();
 }
 
 }  // namespace mproc::os

@@ -1,7 +1,7 @@
 // The os layer's process calls: fork, posix_spawn, waiting through pidfds,
-// signals, parent-death signals, CPU affinity, fd shuffling for children,
-// and unix-socket messages that carry many fds (SCM_RIGHTS). Every call
-// retries EINTR and throws OSError naming the call.
+// signals, parent-death signals, CPU affinity and fd shuffling for
+// children (sockets, and messages that carry fds, are in socket.hpp). Every
+// call retries EINTR and throws OSError naming the call.
 //
 // Internal header: never included by a public header.
 #pragma once
@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 #include <span>
 #include <string_view>
@@ -35,6 +36,9 @@ pid_t spawn(const char* path, char* const argv[], char* const envp[],
 
 /// _exit(2) after nothing else.
 [[noreturn]] void exit_now(int code) noexcept;
+/// pthread_atfork(3): handlers that run around every fork() of this process
+/// (not around _Fork or posix_spawn).
+void at_fork(void (*prepare)(), void (*parent)(), void (*child)());
 /// on_exit(3): `fn` runs at exit() with the exit status, before the
 /// handlers registered earlier (atexit's order).
 void call_on_exit(void (*fn)(int status, void* arg), void* arg);
@@ -76,6 +80,8 @@ void flush_stdio() noexcept;
 void flush_stdout_stderr() noexcept;
 /// getrandom(2) into `out`, blocking until the pool is ready.
 void random_bytes(std::span<std::byte> out);
+/// unsetenv(3).
+void unset_env(const char* name) noexcept;
 
 // ---- signals ------------------------------------------------------------
 
@@ -88,6 +94,8 @@ void restore_signals(const sigset_t& mask) noexcept;
 void block_signal(int sig, bool blocked);
 /// Sets a signal to SIG_IGN (ignore) or SIG_DFL.
 void ignore_signal(int sig, bool ignored);
+/// raise(3): sends `sig` to the calling thread.
+void raise_signal(int sig) noexcept;
 /// signalfd(SFD_CLOEXEC|SFD_NONBLOCK) for one (already blocked) signal.
 Fd signal_fd(int sig);
 /// Reads every pending siginfo from a non-blocking signalfd.
@@ -115,26 +123,7 @@ void change_dir(int fd);
 /// lseek(fd, 0, SEEK_SET).
 void rewind(int fd, std::string_view what);
 
-// ---- messages with fds --------------------------------------------------
-
-/// socketpair(AF_UNIX, SOCK_STREAM or SOCK_SEQPACKET, SOCK_CLOEXEC).
-std::pair<Fd, Fd> unix_socket_pair(bool seqpacket);
-/// poll(2) for POLLIN on up to 64 fds until the deadline; bit i of the
-/// result is set if fds[i] is readable or hung up. 0 on timeout.
-std::uint64_t readable_mask(std::span<const int> fds, const Deadline& deadline);
-
-/// The most fds one message may carry (the kernel's SCM_MAX_FD is 253).
-inline constexpr std::size_t kMaxFdsPerMessage = 250;
-
-/// Sends `data` on a unix socket, the fds attached to its first byte
-/// (SCM_RIGHTS). Blocks until all is sent. EOFError if the peer is gone.
-void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds);
-/// Receives up to data.size() bytes (one message on a SOCK_SEQPACKET
-/// socket) and the fds that came with them (close-on-exec). Blocks.
-/// Returns 0 at end of stream.
-std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds);
-/// Receives exactly data.size() bytes (stream socket); false at a clean end
-/// of stream before the first byte, EOFError at one in the middle.
-bool recv_exact(int sock, std::span<std::byte> data);
+/// "SIGKILL" for 9 (sigabbrev_np), or "" for an unknown number.
+std::string signal_name(int sig);
 
 }  // namespace mproc::os

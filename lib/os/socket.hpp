@@ -1,38 +1,64 @@
-// The os layer's unix-socket calls: socket pairs for liveness and wake-ups,
-// and passing fds between processes (SCM_RIGHTS). Internal header.
+// The os layer's socket calls, each said once: unix socket pairs, messages
+// that carry fds (SCM_RIGHTS), wake-up bytes, and
+// stream sockets — TCP ("host:port"), unix paths ("/path") and Linux
+// abstract names ("@name") — to listen on, connect to, accept from, and move
+// bytes over with deadlines. Every call retries EINTR, opens fds close-on-exec
+// and sends with MSG_NOSIGNAL (a dead peer is an error, never a SIGPIPE).
+//
+// Internal header: never included by a public header.
 #pragma once
 
 #include <cstddef>
-#include <span>
+#include <cstdint>
 #include <optional>
-#include <utility>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "os/os.hpp"
 
 namespace mproc::os {
 
+// ---- unix socket pairs and fd passing ---------------------------------------
+
 enum class SocketKind { stream, seqpacket };
 
 /// socketpair(AF_UNIX, kind | SOCK_CLOEXEC).
 std::pair<Fd, Fd> socket_pair(SocketKind kind);
 
-/// Sends one packet carrying `payload` and a duplicate of `fd`. Waits for
-/// buffer space until the deadline (false on timeout). EOFError if the peer
-/// is gone.
-bool send_fd(int sock, int fd, std::span<const std::byte> payload, const Deadline& deadline);
+/// The most fds one message may carry (the kernel's SCM_MAX_FD is 253).
+inline constexpr std::size_t kMaxFdsPerMessage = 250;
 
-/// Receives (or with peek, looks at without removing) the next packet:
-/// fills `payload` (returns its length) and the fd it carried (or an empty
-/// Fd). Waits until the deadline; nullopt on timeout. EOFError if every
-/// sender is gone and nothing is left.
+/// Sends `data` on a unix socket, the fds attached to its first byte
+/// (SCM_RIGHTS), waiting for buffer space until the deadline. False if the
+/// deadline passed before anything was sent; TimeoutError if it passed
+/// half-way (a stream socket only: a seqpacket message goes whole).
+/// EOFError if the peer is gone.
+bool send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds,
+                   const Deadline& deadline = Deadline::never());
+/// Receives (with peek: looks at, leaving it there) up to data.size()
+/// bytes — one message on a SOCK_SEQPACKET socket — and the fds that came
+/// with them (close-on-exec), waiting until the deadline. nullopt on
+/// timeout; 0 at end of stream (every peer closed, or reset).
+std::optional<std::size_t> recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds,
+                                         const Deadline& deadline, bool peek = false);
+/// recv_with_fds without a deadline.
+std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<Fd>& fds);
+
+/// One packet with (at most) one fd, for the channel ring's spill socket:
+/// send_with_fds of one fd, false on timeout.
+bool send_fd(int sock, int fd, std::span<const std::byte> payload, const Deadline& deadline);
+/// recv_with_fds keeping the first fd (strays are closed); nullopt on
+/// timeout; EOFError if every sender is gone and nothing is left.
 struct FdPacket {
     std::size_t length = 0;
     Fd fd;
 };
 std::optional<FdPacket> recv_fd(int sock, std::span<std::byte> payload, bool peek,
                                 const Deadline& deadline);
+
+// ---- wake-ups and liveness ----------------------------------------------------
 
 /// Sends one byte without blocking; a full buffer means a wake-up is already
 /// pending, so it is not an error. Returns false if the peer is gone.
@@ -46,25 +72,86 @@ Readiness wait_and_drain(int sock, const Deadline& deadline);
 /// Non-blocking check: has the peer closed its end?
 bool peer_closed(int sock) noexcept;
 
-/// poll(2) on several fds for POLLIN; returns the indexes that are ready
-/// (readable or hung up). Empty on timeout.
-std::vector<std::size_t> poll_readable(std::span<const int> fds, const Deadline& deadline);
+// ---- stream sockets: TCP, unix paths, abstract names --------------------------
+//
+// An address is "@name" (Linux abstract socket), a path containing '/'
+// (unix socket file; "./name" for a relative one), or "host:port" (TCP;
+// "[v6addr]:port"; empty host = every interface; port 0 = any free port).
 
-// ---- TCP (the remote manager) ---------------------------------------------
+/// A listening socket (non-blocking, so accept never blocks) on `address`,
+/// and the address it is bound to: "host:port" numeric for TCP, else as
+/// given. A unix path that already exists is EADDRINUSE (a stale socket file
+/// must be removed by whoever knows it is stale).
+std::pair<Fd, std::string> listen_stream(const std::string& address, int backlog = 128);
+/// Connects to `address` before the deadline; TCP gets TCP_NODELAY and
+/// keep-alive. Throws OSError (refused, no such file, ...) or TimeoutError.
+Fd connect_stream(const std::string& address, const Deadline& deadline);
+/// accept4(CLOEXEC) on a listening socket, TCP_NODELAY and keep-alive for
+/// TCP; an invalid Fd when no connection is waiting (or it was aborted).
+/// `peer`, if given, receives the peer's address ("host:port", a unix path,
+/// "@name", or "" for an unbound unix peer). With `error`, running out of
+/// fds or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM) is an invalid Fd and the
+/// errno there instead of an OSError (a server that must keep serving).
+Fd accept_stream(int listener, std::string* peer = nullptr, int* error = nullptr);
 
-/// A listening TCP socket on "host:port" ("[v6addr]:port"; empty host = all
-/// interfaces; port 0 = any free port). Returns it and the "host:port" it
-/// is bound to (numeric).
-std::pair<Fd, std::string> tcp_listen(const std::string& address);
-/// Connects to "host:port" (names resolved) before the deadline, with
-/// TCP_NODELAY and keep-alive. Throws OSError, or TimeoutError.
-Fd tcp_connect(const std::string& address, const Deadline& deadline);
-/// accept4(CLOEXEC), TCP_NODELAY and keep-alive; invalid Fd on EINTR/EAGAIN.
-Fd tcp_accept(int listener);
-/// Writes every byte (MSG_NOSIGNAL); false if the peer is gone.
+/// True for an address that names a unix socket file (not "@name", not TCP).
+bool is_socket_path(const std::string& address) noexcept;
+
+/// The identity of the file at a path (a unix socket's, lstat: the link
+/// itself), to remove it only while it is still the one this process made.
+std::optional<FileId> path_file_id(const std::string& path) noexcept;
+/// unlink(path) if it is a socket and still names `id`; quietly nothing
+/// otherwise.
+void remove_socket_file(const std::string& path, const FileId& id) noexcept;
+
+/// Sends the parts back to back (sendmsg with an iovec per part), waiting
+/// for room until the deadline. Returns how many bytes went out: all of them
+/// unless the deadline passed. EOFError if the peer is gone.
+std::size_t send_gather(int fd, std::span<const std::span<const std::byte>> parts, const Deadline& deadline);
+/// Writes every byte, blocking; false if the peer is gone.
 bool send_all(int fd, std::span<const std::byte> bytes) noexcept;
-/// Reads exactly bytes.size() bytes; false if the peer closed (or reset)
-/// first. Throws TimeoutError when the deadline passes.
+/// What has arrived, up to into.size() bytes, without waiting: the count,
+/// 0 at end of stream (the peer closed, or reset), nullopt if nothing yet.
+std::optional<std::size_t> recv_some(int fd, std::span<std::byte> into);
+/// recv_some, but sleeping in the read itself until something arrives on a
+/// blocking socket (one system call where a poll and a read would be two):
+/// the count, 0 at end of stream; nullopt on a non-blocking socket with
+/// nothing yet (then wait_readable, and recv_some).
+std::optional<std::size_t> recv_wait(int fd, std::span<std::byte> into);
+/// Reads exactly data.size() bytes before the deadline: false at a clean end
+/// of stream before the first byte, EOFError at one in the middle,
+/// TimeoutError when the deadline passes.
+bool recv_exact(int fd, std::span<std::byte> data, const Deadline& deadline = Deadline::never());
+/// recv_exact for a request-reply peer (the remote manager): spins briefly
+/// (adaptively) for the reply before sleeping, and reports any end of stream
+/// as false.
 bool recv_all(int fd, std::span<std::byte> bytes, const Deadline& deadline);
+/// What has arrived, up to into.size() bytes, left to be read again
+/// (MSG_PEEK): the count, 0 at end of stream or when nothing has arrived.
+std::size_t peek_some(int fd, std::span<std::byte> into) noexcept;
+/// One non-blocking send of what fits (MSG_NOSIGNAL); false unless all of it
+/// went (for a best-effort last word before closing).
+bool send_nowait(int fd, std::span<const std::byte> bytes) noexcept;
+/// shutdown(SHUT_RDWR): ends the connection for whoever is blocked on it;
+/// the fd stays open for its owner to close.
+void shutdown_socket(int fd) noexcept;
+/// shutdown(SHUT_WR): the peer reads to the end of what was sent.
+void shutdown_write(int fd) noexcept;
+
+/// One fd to watch: for data (or hang-up), or for hang-up only (POLLRDHUP:
+/// the peer closed or shut down its side; data that arrives is ignored).
+struct PollWant {
+    int fd;
+    bool hangup_only;
+};
+/// poll(2) until one of `wants` is ready or the deadline passes; returns the
+/// indexes of the ready ones (empty on timeout).
+std::vector<std::size_t> poll_wants(std::span<const PollWant> wants, const Deadline& deadline);
+
+/// Raises this process's soft limit on open fds to its hard limit; returns
+/// the limit now in force.
+std::size_t raise_fd_limit() noexcept;
+/// An fd on /dev/null (a spare, closed to make room when fds run out).
+Fd open_devnull();
 
 }  // namespace mproc::os

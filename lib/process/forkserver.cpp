@@ -42,10 +42,9 @@
 #include <map>
 
 #include <signal.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "os/process.hpp"
+#include "os/socket.hpp"
 #include "process/internal.hpp"
 
 namespace mproc::detail {
@@ -114,7 +113,7 @@ void ensure_running_locked(Server& s) {
         if (!os::wait_readable(s.pidfd.get(), os::Deadline::after(Duration(0)))) return;
         stop_locked(s);  // it died: reap it and start another
     }
-    auto [mine, theirs] = os::unix_socket_pair(false);
+    auto [mine, theirs] = os::socket_pair(os::SocketKind::stream);
     pid_t pid = spawn_forkserver_process(theirs.get());
     s.pidfd = os::pidfd_open(pid);
     s.pid = pid;
@@ -129,7 +128,7 @@ void start_forkserver(ProcessState& st, const ChildInfo& info, const SpawnTarget
     std::vector<std::byte> payload = encode_payload(info, target);
     RequestHeader h;
     std::vector<int> send_fds;
-    auto [mine, theirs] = os::unix_socket_pair(true);
+    auto [mine, theirs] = os::socket_pair(os::SocketKind::seqpacket);
     send_fds.push_back(theirs.get());
     for (int i = 0; i < 3; ++i) {
         if (os::fd_is_open(i)) {
@@ -280,11 +279,13 @@ void forkserver_main(int control_fd, pid_t parent) noexcept {
         os::block_signal(SIGCHLD, true);
         os::Fd sigchld = os::signal_fd(SIGCHLD);
         std::map<pid_t, os::Fd> status_of;
-        const pid_t me = ::getpid();
+        const pid_t me = os::pid();
         for (;;) {
             int fds[2] = {control.get(), sigchld.get()};
-            std::uint64_t ready = os::readable_mask(fds, os::Deadline::never());
-            if (ready & 2) {
+            bool control_ready = false, sigchld_ready = false;
+            for (std::size_t i : os::poll_readable(fds, os::Deadline::never()))
+                (i == 0 ? control_ready : sigchld_ready) = true;
+            if (sigchld_ready) {
                 os::drain_signal_fd(sigchld.get());
                 while (auto r = os::reap_any()) {
                     auto it = status_of.find(r->first);
@@ -293,12 +294,17 @@ void forkserver_main(int control_fd, pid_t parent) noexcept {
                     status_of.erase(it);
                 }
             }
-            if (!(ready & 1)) continue;
+            if (!control_ready) continue;
             Request req;
             if (!read_request(control.get(), req)) break;
             const sigset_t mask = os::block_all_signals();  // no handler inside libc's fork
-            pid_t pid = ::fork();
-            int fork_errno = errno;
+            pid_t pid = -1;
+            int fork_errno = 0;
+            try {
+                pid = os::fork_process();
+            } catch (const OSError& e) {
+                fork_errno = e.code();
+            }
             if (pid == 0) {
                 // The child: shed the server's fds, restore signals, take
                 // the parent's fds and directory, and run.
@@ -336,7 +342,7 @@ void forkserver_main(int control_fd, pid_t parent) noexcept {
             status_of.emplace(pid, std::move(req.status));
         }
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "mproc fork server %d: %s\n", static_cast<int>(::getpid()), e.what());
+        std::fprintf(stderr, "mproc fork server %d: %s\n", static_cast<int>(os::pid()), e.what());
         os::flush_stdio();
         os::exit_now(1);
     }

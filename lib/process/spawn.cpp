@@ -18,13 +18,14 @@
 #include <string>
 #include <string_view>
 
-#include <signal.h>
-#include <unistd.h>
-
 #include "os/process.hpp"
 #include "process/internal.hpp"
 
 extern char** environ;
+
+// Defined by the mproc::mpi component (lib/mpi/runtime.cpp) when a program
+// links it: initialises MPI, and in a worker rank serves tasks there.
+extern "C" __attribute__((weak)) void mproc_mpi_on_init(int argc, char** argv);
 
 namespace mproc {
 namespace detail {
@@ -94,7 +95,10 @@ pid_t spawn_forkserver_process(int control_fd) {
     // would die with that thread, so it relies on its socket's end of
     // stream alone.
     std::string value = std::to_string(control_fd);
-    if (os::tid() == os::pid()) value += ":" + std::to_string(os::pid());
+    if (os::tid() == os::pid()) {
+        value += ':';  // two appends: GCC 12 -O3 warns falsely (-Wrestrict) on ":" + str
+        value += std::to_string(os::pid());
+    }
     return spawn_self(kServerVar, value, inherit);
 }
 
@@ -142,10 +146,15 @@ void init(int argc, char** argv) {
 
     const char* spawn = std::getenv(kSpawnVar.data());
     const char* server = std::getenv(kServerVar.data());
-    if (!spawn && !server) return;
+    if (!spawn && !server) {
+        // mproc::mpi, when the program links it, takes its turn here (a
+        // weak reference: the core library has no MPI dependency).
+        if (mproc_mpi_on_init) mproc_mpi_on_init(argc, argv);
+        return;
+    }
     auto [fd, parent] = fd_and_parent(spawn ? spawn : server);
-    ::unsetenv(kSpawnVar.data());
-    ::unsetenv(kServerVar.data());
+    os::unset_env(kSpawnVar.data());
+    os::unset_env(kServerVar.data());
     if (fd < 0 || !os::fd_is_open(fd)) {
         std::fprintf(stderr, "mproc: %s names no open fd; was this program started by mproc?\n",
                      spawn ? kSpawnVar.data() : kServerVar.data());
@@ -159,7 +168,7 @@ void init(int argc, char** argv) {
         std::fprintf(stderr, "mproc: a spawned child could not read its payload: %s\n", e.what());
         std::exit(1);
     }
-    ::close(fd);
+    os::Fd(fd).reset();
     run_payload(payload, /*forked=*/false, 0);
 }
 

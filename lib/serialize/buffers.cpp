@@ -79,14 +79,8 @@ void OutBuf::write_slow(const void* p, std::size_t n) {
 }
 
 void OutBuf::put_varint_slow(std::uint64_t v) {
-    unsigned char b[10];
-    std::size_t n = 0;
-    do {
-        unsigned char byte = v & 0x7f;
-        v >>= 7;
-        b[n++] = static_cast<unsigned char>(byte | (v != 0 ? 0x80 : 0));
-    } while (v != 0);
-    write(b, n);
+    std::byte b[kMaxVarint];
+    write(b, static_cast<std::size_t>(encode_varint(b, v) - b));
 }
 
 OutBuf::int_type OutBuf::overflow(int_type c) {
@@ -117,6 +111,13 @@ void VectorOutBuf::need(std::size_t n) {
     // The area starts where writing goes on; written() keeps counting.
     setp(b + used, b + cap);
     rebase(used);
+}
+
+void VectorOutBuf::rewind(std::size_t pos) {
+    if (pos > written()) return;
+    auto* b = reinterpret_cast<char*>(buf_.data());
+    setp(b + pos, b + buf_.size());
+    rebase(pos);
 }
 
 std::vector<std::byte> VectorOutBuf::take() {

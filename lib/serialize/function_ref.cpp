@@ -1,8 +1,8 @@
 // Function references: a function pointer as (module, identity, offset).
 // See include/mproc/detail/function_ref.hpp.
 //
-// Modules are found with dl_iterate_phdr (the main program is the first
-// object it reports), an address is placed by the module's executable
+// Modules are found with os::for_each_module (dl_iterate_phdr: the main
+// program is the first object it reports), an address is placed by the module's executable
 // PT_LOAD segments, and a module is identified by its GNU build-id note —
 // or, for a module linked without one, by a hash of its executable
 // segments' bytes (computed once per module and cached).
@@ -16,9 +16,9 @@
 #include <utility>
 
 #include <elf.h>
-#include <link.h>
 
 #include "mproc/errors.hpp"
+#include "os/modules.hpp"
 
 namespace mproc::detail {
 
@@ -145,19 +145,19 @@ struct EncodeSearch {
     FunctionRef ref;
 };
 
-int encode_visit(dl_phdr_info* info, std::size_t, void* data) {
+bool encode_visit(const dl_phdr_info& info, void* data) {
     auto& s = *static_cast<EncodeSearch*>(data);
     const bool is_main = s.index++ == 0;
-    if (s.addr < info->dlpi_addr) return 0;
-    const std::uint64_t offset = s.addr - info->dlpi_addr;
-    const std::uint64_t available = code_bytes_at(*info, offset);
-    if (available == 0) return 0;
+    if (s.addr < info.dlpi_addr) return false;
+    const std::uint64_t offset = s.addr - info.dlpi_addr;
+    const std::uint64_t available = code_bytes_at(info, offset);
+    if (available == 0) return false;
     s.found = true;
-    s.ref.module = module_name(*info, is_main);
-    s.ref.identity = identity_of(*info, is_main);
+    s.ref.module = module_name(info, is_main);
+    s.ref.identity = identity_of(info, is_main);
     s.ref.offset = offset;
-    s.ref.code_check = code_check(*info, offset, available);
-    return 1;
+    s.ref.code_check = code_check(info, offset, available);
+    return true;
 }
 
 struct ResolveSearch {
@@ -169,23 +169,23 @@ struct ResolveSearch {
     std::string main_identity;  // for the error message
 };
 
-int resolve_visit(dl_phdr_info* info, std::size_t, void* data) {
+bool resolve_visit(const dl_phdr_info& info, void* data) {
     auto& s = *static_cast<ResolveSearch*>(data);
     const FunctionRef& ref = *s.ref;
     const bool is_main = s.index++ == 0;
-    if (is_main != ref.module.empty()) return 0;
+    if (is_main != ref.module.empty()) return false;
     const bool by_build_id = ref.identity.starts_with("build-id:");
     // A library is matched by build-id wherever it was loaded from; one
     // without a build-id by its path (hashing every library would be slow).
-    if (!is_main && !by_build_id && ref.module != module_name(*info, false)) return 0;
-    std::string id = identity_of(*info, is_main);
+    if (!is_main && !by_build_id && ref.module != module_name(info, false)) return false;
+    std::string id = identity_of(info, is_main);
     if (is_main) s.main_identity = id;
-    if (id != ref.identity) return is_main ? 1 : 0;
+    if (id != ref.identity) return is_main;
     s.matched = true;
-    const std::uint64_t available = code_bytes_at(*info, ref.offset);
-    s.in_code = available > 0 && code_check(*info, ref.offset, available) == ref.code_check;
-    if (s.in_code) s.address = static_cast<std::uintptr_t>(info->dlpi_addr + ref.offset);
-    return 1;
+    const std::uint64_t available = code_bytes_at(info, ref.offset);
+    s.in_code = available > 0 && code_check(info, ref.offset, available) == ref.code_check;
+    if (s.in_code) s.address = static_cast<std::uintptr_t>(info.dlpi_addr + ref.offset);
+    return true;
 }
 
 std::string describe(const FunctionRef& ref) {
@@ -199,7 +199,7 @@ FunctionRef encode_function_address(AnyFunction fn, std::uint32_t signature) {
     if (fn == nullptr) return FunctionRef{{}, {}, 0, signature, 0};
     EncodeSearch s;
     s.addr = reinterpret_cast<std::uintptr_t>(fn);
-    dl_iterate_phdr(encode_visit, &s);
+    os::for_each_module(encode_visit, &s);
     if (!s.found)
         throw SerializationError(
             "cannot send a function by reference: its address is not in the code of the "
@@ -219,7 +219,7 @@ AnyFunction resolve_function_address(const FunctionRef& ref, std::uint32_t signa
     }
     ResolveSearch s;
     s.ref = &ref;
-    dl_iterate_phdr(resolve_visit, &s);
+    os::for_each_module(resolve_visit, &s);
     if (!s.matched) {
         if (ref.module.empty())
             throw SerializationError(

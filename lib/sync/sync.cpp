@@ -1,113 +1,56 @@
 // Cross-process synchronization primitives. See include/mproc/sync.hpp.
 //
-// Lock/RLock are robust pthread mutexes (the kernel's robust-futex list
-// tells the next locker when an owner died) with a spin before the kernel
-// wait. Everything else waits on a futex word of its own: a waiter registers
-// in a `waiters` counter (seq_cst) before it re-checks the condition and
-// sleeps, and a waker changes the word (seq_cst) before it reads the counter,
-// so either the waiter sees the change or the waker sees the waiter: a
-// wake-up is never lost and an uncontended wake costs no syscall.
+// Lock/RLock are robust priority-inheritance pthread mutexes (os layer):
+// the kernel tells the next locker when an owner died and keeps the queue
+// of waiters itself, so no waiter's death strands the others. Semaphore
+// and Event wait on a WaitWord of their own (sync/waiter.hpp), whose state
+// is the very thing they wait for — the semaphore's value, the event's
+// flag — so a release or a set is one step for every death: made and
+// woken, or not made. Condition is in condition.cpp, Barrier in barrier.cpp.
 #include "mproc/sync.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <new>
 
+#include "os/fault.hpp"
 #include "os/os.hpp"
+#include "sync/state.hpp"
+#include "sync/waiter.hpp"
 
 namespace mproc {
 namespace detail {
-
-namespace {
-constexpr std::uint32_t kMutexMagic = 0x4d504c4b;      // "MPLK"
-constexpr std::uint32_t kSemaphoreMagic = 0x4d505345;  // "MPSE"
-constexpr std::uint32_t kEventMagic = 0x4d504556;      // "MPEV"
-constexpr std::uint32_t kConditionMagic = 0x4d50434f;  // "MPCO"
-constexpr std::uint32_t kBarrierMagic = 0x4d504241;    // "MPBA"
-
-template <class State>
-State* checked(std::byte* p, std::uint32_t magic, const char* what) {
-    auto* st = reinterpret_cast<State*>(p);
-    if (st->magic != magic)
-        throw SerializationError(std::string("handle does not point at a ") + what);
-    return st;
-}
-
-template <class State>
-std::pair<SegmentPtr, State*> new_state(const char* label) {
-    auto seg = Segment::anonymous(sizeof(State), label);
-    return {seg, new (seg->data()) State()};
-}
-}  // namespace
 
 struct MutexState {
     pthread_mutex_t m;
     std::uint32_t magic;
     std::uint32_t recursive;
-    // Written only by the holder, under m.
+    // Written only by the holder, under m; read by any thread asking
+    // whether it holds the lock.
     std::atomic<pid_t> owner_tid{0};
-    std::uint32_t count = 0;      // recursion depth
+    std::atomic<std::uint32_t> count{0};  // recursion depth
     std::uint32_t recovered = 0;  // this hold took over from a dead owner
 };
 static_assert(sizeof(MutexState) <= kMutexStateSize, "MutexState outgrew kMutexStateSize");
 
 struct SemaphoreState {
-    std::atomic<std::uint32_t> value{0};
-    std::atomic<std::uint32_t> waiters{0};
+    WaitWord value;  // the value itself
     std::uint32_t bound = 0;
     std::uint32_t magic = kSemaphoreMagic;
 };
 
 struct EventState {
-    std::atomic<std::uint32_t> flag{0};
-    std::atomic<std::uint32_t> waiters{0};
+    WaitWord flag;  // state 1: set
     std::uint32_t magic = kEventMagic;
 };
 
-struct ConditionState {
-    std::atomic<std::uint32_t> seq{0};
-    std::atomic<std::uint32_t> waiters{0};
-    std::uint32_t magic = kConditionMagic;
-};
-
-struct BarrierState {
-    pthread_mutex_t m;
-    std::atomic<std::uint32_t> gen{0};  // futex word: bumped when a round ends or breaks
-    std::uint32_t magic = kBarrierMagic;
-    std::uint32_t parties = 0;
-    std::atomic<std::uint32_t> count{0};
-    std::atomic<std::uint32_t> broken{0};          // sticky until reset()
-    std::atomic<std::uint32_t> has_broken_gen{0};  // the round broken_gen was broken
-    std::atomic<std::uint32_t> broken_gen{0};
-};
-
-// ---- spinning then sleeping on a futex word -----------------------------
-
 namespace {
-
-// Waits until ready() is true. Returns false if the deadline passed first.
-template <class Ready>
-bool wait_until(const std::atomic<std::uint32_t>& word, std::atomic<std::uint32_t>& waiters,
-                Ready ready, const os::Deadline& deadline) {
-    if (os::spin_until(ready, os::spin_budget_ns())) return true;
-    waiters.fetch_add(1);
-    bool ok = true;
-    for (;;) {
-        std::uint32_t seen = word.load();
-        if (ready()) break;
-        if (!os::futex_wait(&word, seen, deadline)) {
-            ok = ready();
-            break;
-        }
-    }
-    waiters.fetch_sub(1);
-    return ok;
+// Takes one from a WaitWord whose state counts permits; false if none.
+bool take_one(WaitWord& w, std::uint32_t seen) noexcept {
+    while (seen > 0)
+        if (w.change(seen, seen - 1)) return true;
+    return false;
 }
-
-void wake(const std::atomic<std::uint32_t>& word, const std::atomic<std::uint32_t>& waiters,
-          int n) {
-    if (waiters.load() > 0) os::futex_wake(&word, n);
-}
-
 }  // namespace
 
 // ---- MutexHandle ----------------------------------------------------------
@@ -142,17 +85,19 @@ bool MutexHandle::acquire(Timeout timeout) const {
                 "deadlock forever; use mproc::RLock for re-entrant locking");
         case os::LockStatus::owner_died:
             st_->owner_tid.store(me, std::memory_order_relaxed);
-            st_->count = 1;
+            st_->count.store(1, std::memory_order_relaxed);
             st_->recovered = 1;
             return true;
         case os::LockStatus::acquired:
             break;
     }
-    if (st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == me) {
-        ++st_->count;  // re-entry of an RLock
+    if (st_->count.load(std::memory_order_relaxed) > 0 &&
+        st_->owner_tid.load(std::memory_order_relaxed) == me) {
+        // Re-entry of an RLock. Only the holder writes count: no RMW.
+        st_->count.store(st_->count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     } else {
         st_->owner_tid.store(me, std::memory_order_relaxed);
-        st_->count = 1;
+        st_->count.store(1, std::memory_order_relaxed);
         st_->recovered = 0;
     }
     return true;
@@ -161,14 +106,17 @@ bool MutexHandle::acquire(Timeout timeout) const {
 // Thread ids are unique across the processes of one pid namespace, so the
 // owner's tid alone says whether this thread holds the lock.
 bool MutexHandle::held_by_me() const noexcept {
-    return st_->count > 0 && st_->owner_tid.load(std::memory_order_relaxed) == os::tid();
+    return st_->count.load(std::memory_order_relaxed) > 0 &&
+           st_->owner_tid.load(std::memory_order_relaxed) == os::tid();
 }
 
 void MutexHandle::release() const {
     if (!held_by_me())
         throw ValueError(st_->recursive ? "RLock::release(): this thread does not hold the RLock"
                                         : "Lock::release(): this thread does not hold the Lock");
-    if (--st_->count == 0) {
+    const std::uint32_t left = st_->count.load(std::memory_order_relaxed) - 1;
+    st_->count.store(left, std::memory_order_relaxed);
+    if (left == 0) {
         st_->owner_tid.store(0, std::memory_order_relaxed);
         st_->recovered = 0;
     }
@@ -177,10 +125,11 @@ void MutexHandle::release() const {
 }
 
 bool MutexHandle::owner_died() const noexcept { return held_by_me() && st_->recovered != 0; }
+bool MutexHandle::locked() const noexcept { return os::robust_mutex_held(&st_->m); }
 bool MutexHandle::recursive() const noexcept { return st_->recursive != 0; }
 
 std::uint32_t MutexHandle::release_all() const {
-    std::uint32_t levels = st_->count;
+    std::uint32_t levels = st_->count.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < levels; ++i) release();
     return levels;
 }
@@ -217,93 +166,51 @@ RLock RLock::mproc_import(detail::HandleReader& r) {
     return RLock(std::move(m));
 }
 
-// ---- Condition ------------------------------------------------------------
-
-Condition::Condition() : m_(true) { init_state(); }
-Condition::Condition(Lock lock) : m_(std::move(lock.m_)) { init_state(); }
-Condition::Condition(RLock lock) : m_(std::move(lock.m_)) { init_state(); }
-
-void Condition::init_state() {
-    std::tie(seg_, st_) = detail::new_state<detail::ConditionState>("mproc-condition");
-}
-
-void Condition::check_guard(bool owns) {
-    if (!owns) throw ValueError("Condition: the guard passed to wait() does not hold the lock");
-}
-
-bool Condition::wait(Timeout timeout) const {
-    if (!m_.held_by_me()) throw ValueError("Condition::wait(): the lock must be held to wait");
-    const os::Deadline deadline = os::Deadline::after(timeout);
-    const std::uint32_t seq = st_->seq.load();
-    const std::uint32_t levels = m_.release_all();
-    bool woken;
-    try {
-        woken = detail::wait_until(
-            st_->seq, st_->waiters, [&] { return st_->seq.load() != seq; }, deadline);
-    } catch (...) {
-        m_.reacquire(levels);
-        throw;
-    }
-    m_.reacquire(levels);
-    return woken;
-}
-
-void Condition::notify(int n) const {
-    if (!m_.held_by_me()) throw ValueError("Condition::notify(): the lock must be held to notify");
-    if (n <= 0) return;
-    st_->seq.fetch_add(1);
-    detail::wake(st_->seq, st_->waiters, n);
-}
-
-void Condition::notify_all() const { notify(INT_MAX); }
-
-void Condition::mproc_export(detail::HandleWriter& w) const {
-    m_.mproc_export(w);
-    w.segment(seg_, st_);
-}
-
-Condition Condition::mproc_import(detail::HandleReader& r) {
-    auto m = detail::MutexHandle::mproc_import(r);
-    auto [seg, p] = r.segment(sizeof(detail::ConditionState));
-    auto* st = detail::checked<detail::ConditionState>(p, detail::kConditionMagic, "Condition");
-    return Condition(std::move(m), std::move(seg), st);
-}
-
 // ---- Semaphore ------------------------------------------------------------
 
 Semaphore::Semaphore(unsigned value, unsigned bound) {
+    if (value > detail::WaitWord::kStateMask)
+        throw ValueError("Semaphore: the value must be at most 2^31 - 1");
     std::tie(seg_, st_) = detail::new_state<detail::SemaphoreState>("mproc-semaphore");
-    st_->value.store(value);
+    std::uint32_t zero = 0;
+    st_->value.change(zero, value);
     st_->bound = bound;
 }
 
 bool Semaphore::acquire(Timeout timeout) const {
-    auto take = [&] {
-        std::uint32_t v = st_->value.load(std::memory_order_relaxed);
-        while (v > 0)
-            if (st_->value.compare_exchange_weak(v, v - 1)) return true;
-        return false;
-    };
-    if (take()) return true;
+    auto take = [&](std::uint32_t v) { return detail::take_one(st_->value, v); };
+    if (take(st_->value.state())) return true;
     if (timeout && timeout->count() <= 0) return false;
-    return detail::wait_until(st_->value, st_->waiters, take, os::Deadline::after(timeout));
+    if (os::spin_until([&] { return take(st_->value.state()); }, os::spin_budget_ns())) return true;
+    // A waiter woken by release(1) and killed before taking the permit
+    // leaves it in the word for the others: the net finds it.
+    return st_->value.wait(take, os::Deadline::after(timeout), detail::Net::recheck, "sync.woken");
 }
 
 void Semaphore::release(unsigned n) const {
     if (n == 0) return;
-    if (st_->bound != 0) {
-        std::uint32_t v = st_->value.load();
-        do {
-            if (v + n > st_->bound)
-                throw ValueError("BoundedSemaphore::release(): released more times than acquired");
-        } while (!st_->value.compare_exchange_weak(v, v + n));
-    } else {
-        st_->value.fetch_add(n);
+    if (st_->bound == 0) {
+        if (n > detail::WaitWord::kStateMask - st_->value.state())
+            throw ValueError("Semaphore::release(): the value would exceed 2^31 - 1");
+        os::fault_point("sync.publish");
+        st_->value.add(n, static_cast<int>(std::min<unsigned>(n, INT_MAX)));
+        os::fault_point("sync.published");
+        return;
     }
-    detail::wake(st_->value, st_->waiters, static_cast<int>(n));
+    // The kernel cannot check a bound: change with a check, then wake. A
+    // releaser killed in between leaves S set for the next waker, and its
+    // waiters to the safety net.
+    std::uint32_t v = st_->value.state();
+    do {
+        if (v + n > st_->bound)
+            throw ValueError("BoundedSemaphore::release(): released more times than acquired");
+    } while (!st_->value.change(v, v + n));
+    os::fault_point("sync.published");
+    st_->value.wake(static_cast<int>(std::min<unsigned>(n, INT_MAX)));
 }
 
-unsigned Semaphore::get_value() const noexcept { return st_->value.load(); }
+unsigned Semaphore::get_value() const noexcept { return st_->value.state(); }
+bool Semaphore::locked() const noexcept { return st_->value.state() == 0; }
 
 void Semaphore::mproc_export(detail::HandleWriter& w) const { w.segment(seg_, st_); }
 
@@ -325,19 +232,24 @@ BoundedSemaphore BoundedSemaphore::mproc_import(detail::HandleReader& r) {
 Event::Event() { std::tie(seg_, st_) = detail::new_state<detail::EventState>("mproc-event"); }
 
 void Event::set() const {
-    st_->flag.store(1);
-    detail::wake(st_->flag, st_->waiters, INT_MAX);
+    os::fault_point("sync.publish");
+    st_->flag.set_bits(1);
+    os::fault_point("sync.published");
 }
 
-void Event::clear() const { st_->flag.store(0); }
-bool Event::is_set() const noexcept { return st_->flag.load() != 0; }
+void Event::clear() const {
+    std::uint32_t set = 1;
+    st_->flag.change(set, 0);  // wakes nobody: nobody waits for "clear"
+}
+
+bool Event::is_set() const noexcept { return st_->flag.state() != 0; }
 
 bool Event::wait(Timeout timeout) const {
-    if (st_->flag.load() != 0) return true;
+    auto is = [](std::uint32_t f) { return f != 0; };
+    if (is(st_->flag.state())) return true;
     if (timeout && timeout->count() <= 0) return false;
-    return detail::wait_until(
-        st_->flag, st_->waiters, [&] { return st_->flag.load() != 0; },
-        os::Deadline::after(timeout));
+    if (os::spin_until([&] { return is(st_->flag.state()); }, os::spin_budget_ns())) return true;
+    return st_->flag.wait(is, os::Deadline::after(timeout), detail::Net::none, "sync.woken");
 }
 
 void Event::mproc_export(detail::HandleWriter& w) const { w.segment(seg_, st_); }
@@ -345,108 +257,6 @@ void Event::mproc_export(detail::HandleWriter& w) const { w.segment(seg_, st_); 
 Event Event::mproc_import(detail::HandleReader& r) {
     auto [seg, p] = r.segment(sizeof(detail::EventState));
     return Event(std::move(seg), detail::checked<detail::EventState>(p, detail::kEventMagic, "Event"));
-}
-
-// ---- Barrier --------------------------------------------------------------
-
-namespace {
-// The barrier's own short critical sections. A dead holder only ever leaves
-// counters mid-update, which the next holder can live with.
-struct BarrierGuard {
-    explicit BarrierGuard(detail::BarrierState* st) : st_(st) {
-        os::robust_mutex_lock(&st_->m, os::Deadline::never());
-    }
-    ~BarrierGuard() { os::robust_mutex_unlock(&st_->m); }
-    detail::BarrierState* st_;
-};
-
-void break_round(detail::BarrierState* st) {
-    st->broken_gen.store(st->gen.load());
-    st->has_broken_gen.store(1);
-    st->count.store(0);
-    st->gen.fetch_add(1);
-    os::futex_wake(&st->gen, INT_MAX);
-}
-}  // namespace
-
-Barrier::Barrier(unsigned parties, std::function<void()> action, Timeout timeout)
-    : action_(std::move(action)), default_timeout_(timeout) {
-    if (parties == 0) throw ValueError("Barrier: parties must be at least 1");
-    std::tie(seg_, st_) = detail::new_state<detail::BarrierState>("mproc-barrier");
-    os::robust_mutex_init(&st_->m, false);
-    st_->parties = parties;
-}
-
-unsigned Barrier::wait(Timeout timeout) const {
-    if (!timeout) timeout = default_timeout_;
-    const os::Deadline deadline = os::Deadline::after(timeout);
-    unsigned index;
-    std::uint32_t gen;
-    {
-        BarrierGuard g(st_);
-        if (st_->broken.load()) throw BrokenBarrierError("Barrier::wait(): the barrier is broken");
-        index = st_->count.fetch_add(1);
-        gen = st_->gen.load();
-        if (index + 1 == st_->parties) {
-            if (action_) {
-                try {
-                    action_();
-                } catch (...) {
-                    st_->broken.store(1);
-                    break_round(st_);
-                    throw;
-                }
-            }
-            st_->count.store(0);
-            st_->gen.fetch_add(1);
-            os::futex_wake(&st_->gen, INT_MAX);
-            return index;
-        }
-    }
-    auto round_over = [&] { return st_->gen.load() != gen; };
-    bool ok = true;
-    os::spin_until(round_over, os::spin_budget_ns());
-    while (!round_over()) {
-        if (!os::futex_wait(&st_->gen, gen, deadline)) {
-            ok = round_over();
-            break;
-        }
-    }
-    if (!ok) {
-        BarrierGuard g(st_);
-        if (st_->gen.load() == gen) {
-            st_->broken.store(1);
-            break_round(st_);
-            throw BrokenBarrierError("Barrier::wait(): timed out, the barrier is now broken");
-        }
-    }
-    if (st_->has_broken_gen.load() && st_->broken_gen.load() == gen)
-        throw BrokenBarrierError("Barrier::wait(): the barrier was broken while waiting");
-    return index;
-}
-
-void Barrier::abort() const {
-    BarrierGuard g(st_);
-    st_->broken.store(1);
-    break_round(st_);
-}
-
-void Barrier::reset() const {
-    BarrierGuard g(st_);
-    if (st_->count.load() > 0) break_round(st_);
-    st_->broken.store(0);
-    st_->count.store(0);
-}
-
-unsigned Barrier::parties() const noexcept { return st_->parties; }
-unsigned Barrier::n_waiting() const noexcept { return st_->broken.load() ? 0 : st_->count.load(); }
-bool Barrier::broken() const noexcept { return st_->broken.load() != 0; }
-
-void Barrier::mproc_export(detail::HandleWriter& w) const { w.segment(seg_, st_); }
-
-Barrier Barrier::mproc_import(detail::HandleReader& r) {
-    auto [seg, p] = r.segment(sizeof(detail::BarrierState));
-    return Barrier(std::move(seg), detail::checked<detail::BarrierState>(p, detail::kBarrierMagic, "Barrier"));
 }
 
 }  // namespace mproc

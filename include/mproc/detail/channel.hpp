@@ -3,21 +3,35 @@
 // One ring of `capacity` bytes in an anonymous shared segment carries
 // length-prefixed records. Writers serialize among themselves on a robust
 // writer lock, readers on a robust reader lock, so one writer and one reader
-// work at the same time. Each side's committed state — byte position and
-// item count — is one 64-bit word written with a single atomic store after
-// the record is fully written (or fully read), so a process killed at any
-// instruction leaves either the old state or the new one: a half-written
-// record is never published, a half-read one is never consumed, and the
-// next lock holder (told by the robust lock) simply carries on.
+// work at the same time. Each side's work is committed in one step that a
+// process killed at any instruction has made or not: a writer's item becomes
+// visible when it adds one to the side's `published` word, a reader's item
+// leaves the ring when it adds one to `consumed` (WaitWord, lib/sync/
+// waiter.hpp); what each side writes before its commit (the record, its
+// byte position) is invisible until then. A half-written record is never
+// published, a half-read one never consumed. A process killed between
+// writing its state and committing it left the side's lock owner-dead; the
+// next holder of that lock completes the commit, so the item arrives once
+// (or, if no one ever takes that side again, not at all: the call that was
+// interrupted never returned).
 //
 // Items too large for the ring (over a quarter of it) travel in their own
 // memfd whose fd is passed over a unix socket (SCM_RIGHTS); the ring record
 // carries the memfd's identity, so an fd left in the socket by a process
 // that died mid-put is recognised and dropped, never mistaken for another.
 //
-// Waiting: spin briefly, then sleep on a futex (Queue) or, for a
-// Connection, in poll(2) on the end's own socket, which also reports the
-// peer's death (every copy of its socket closed, kill -9 included).
+// Waiting: spin briefly (adaptively), then sleep on the side's word: by
+// futex (Queue), or, for a Connection, in poll(2) on the end's own socket,
+// which also reports the peer's death (every copy of its socket closed,
+// kill -9 included). A sleeper sleeps holding its side's lock, so one
+// process per side sleeps on the word and the others queue on the lock,
+// which the kernel hands to the next of them (priority-inheritance futex):
+// one wake-up per item, no herd. The commit and the wake-up are one step
+// (FUTEX_WAKE_OP), so a sleeper is never left asleep with an item (or room)
+// there for it, and so never holds the lock while work waits behind it.
+// The socket transport sends its wake-up after the commit; a waker killed
+// in between is covered by the safety net (polls of at most
+// kRecheckInterval) or by the hang-up. See lib/channel/ring_wait.hpp.
 //
 // Thread safety: a ChannelCore may be used from any thread of any process
 // holding a handle. Nothing here is a public API.
@@ -35,6 +49,8 @@
 namespace mproc::detail {
 
 struct RingHeader;
+class RingWaker;
+class WaitWord;
 
 inline constexpr std::size_t kDefaultRingCapacity = std::size_t{8} << 20;  // 8 MiB
 
@@ -66,9 +82,11 @@ public:
     enum class Wait { futex, socket };
 
     /// A new ring. `link` (socket mode) is this end's own socket: it sleeps
-    /// on it and wakes the peer through it.
+    /// on it and wakes the peer through it. `name` names its memfd after
+    /// what it is ("mproc-queue", "mproc-pipe", "mproc-pool-tasks", ...),
+    /// which is how mproc-top tells the kinds apart.
     ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, DescriptorPtr link = nullptr,
-                bool joinable = false);
+                bool joinable = false, const char* name = "mproc-queue");
 
     /// Appends one item. False if the timeout passed first (queue full).
     /// EOFError (socket mode) if the peer has closed its end.
@@ -113,10 +131,13 @@ private:
     friend class ReadReservation;
     ChannelCore() = default;
     void end_get(ReadReservation& r, bool commit);
-    bool wait_for_data(std::uint64_t seen_wstate, const void* deadline);
-    bool wait_for_space(std::uint64_t seen_rstate, const void* deadline);
-    void wake_readers();
-    void wake_writers() noexcept;
+    bool wait_for_data(std::uint32_t consumed, const void* deadline);
+    bool wait_for_space(std::uint32_t consumed, const void* deadline);
+    std::uint64_t committed_rstate() const noexcept;
+    void finish_dead_writer();
+    void finish_dead_reader();
+    void publish(WaitWord& word, bool data);
+    bool peer_gone_check();
     bool put_spilled(std::span<const std::byte> item, const void* deadline);
     bool write_record(std::uint32_t kind, std::span<const std::byte> payload, const void* deadline,
                       bool zero_timeout, int spill_fd);
@@ -128,14 +149,17 @@ private:
     DescriptorPtr spill_recv_;
     DescriptorPtr link_;
     Wait wait_ = Wait::futex;
-    std::uint32_t puts_ = 0;  // socket mode: how often to look for a dead peer
-    // How long this end spins before sleeping, adapted to how often spinning
-    // paid off (process-local; shared by copies of the handle here). A hint
-    // only: threads racing on it at worst spin a little more or less.
+    const RingWaker* waker_ = nullptr;
+    // This end's process-local state, shared by copies of the handle here.
+    // How long it spins before sleeping, adapted to how often spinning paid
+    // off (a hint only: threads racing on it at worst spin a little more or
+    // less), and (socket mode) a count of sends, to look for a dead peer
+    // now and then.
     struct SpinState {
         SpinState() noexcept;
         std::atomic<std::uint32_t> data_ns;
         std::atomic<std::uint32_t> space_ns;
+        std::atomic<std::uint32_t> puts{0};
     };
     std::shared_ptr<SpinState> spin_;
 };

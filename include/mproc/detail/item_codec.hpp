@@ -4,7 +4,6 @@
 // out; everything else goes through mproc::dumps and mproc::loads.
 #pragma once
 
-#include <chrono>
 #include <cstddef>
 #include <cstring>
 #include <span>
@@ -23,37 +22,42 @@ namespace mproc::detail {
 template <class T>
 inline constexpr bool is_raw_item = is_bitwise_v<T>;
 
-/// Puts one item on a channel; false on timeout. Raw items are one memcpy.
-/// Others are serialized straight into the ring (copy once, no allocation);
-/// only when the ring has no contiguous room for them right now (nearly
-/// full, at its wrap point, or an item too large for it) are they encoded
-/// into a buffer first and put() the usual way, which waits or spills.
+/// A serializable item with its type erased, for the code that does not
+/// know T (a Connection's transport): it can write itself straight into a
+/// buffer, or into bytes of its own.
+struct ItemEncoder {
+    ChannelCore::Encoder in_place;
+    std::vector<std::byte> (*to_bytes)(const void* item);
+    const void* item;
+};
+
+template <class T>
+ItemEncoder item_encoder(const T& item) {
+    auto encode = [](const void* p, std::span<std::byte> into, bool& fits) -> std::size_t {
+        SpanOutBuf out(into);
+        dump_to(out, *static_cast<const T*>(p));
+        fits = out.fits();
+        return out.written();
+    };
+    auto to_bytes = [](const void* p) { return mproc::dumps(*static_cast<const T*>(p)); };
+    return ItemEncoder{encode, to_bytes, &item};
+}
+
+/// Puts an encoded item on a channel; false on timeout. It is serialized
+/// straight into the ring (copy once, no allocation); only when the ring has
+/// no contiguous room for it right now (nearly full, at its wrap point, or
+/// an item too large for it) is it encoded into a buffer first and put()
+/// the usual way, which waits or spills.
+bool put_encoded(ChannelCore& core, const ItemEncoder& item, Timeout timeout);
+
+/// Puts one item on a channel; false on timeout. Raw items are one memcpy;
+/// others go through put_encoded.
 template <class T>
 bool put_item(ChannelCore& core, const T& item, Timeout timeout) {
     if constexpr (is_raw_item<T>) {
         return core.put(std::as_bytes(std::span<const T, 1>(&item, 1)), timeout);
     } else {
-        const auto start = std::chrono::steady_clock::now();
-        auto encode = [](const void* p, std::span<std::byte> into, bool& fits) -> std::size_t {
-            SpanOutBuf out(into);
-            dump_to(out, *static_cast<const T*>(p));
-            fits = out.fits();
-            return out.written();
-        };
-        switch (core.put_in_place(encode, &item, timeout)) {
-            case ChannelCore::InPlace::done:
-                return true;
-            case ChannelCore::InPlace::timed_out:
-                return false;
-            case ChannelCore::InPlace::no_room:
-                break;
-        }
-        if (timeout) {
-            timeout = *timeout - std::chrono::duration_cast<Duration>(std::chrono::steady_clock::now() - start);
-            if (timeout->count() < 0) timeout = Duration(0);
-        }
-        std::vector<std::byte> bytes = mproc::dumps(item);
-        return core.put(std::span<const std::byte>(bytes), timeout);
+        return put_encoded(core, item_encoder(item), timeout);
     }
 }
 

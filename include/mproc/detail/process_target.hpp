@@ -34,9 +34,6 @@ struct SpawnTarget {
     std::vector<std::byte> args;
 };
 
-/// The demangled name of a type, for messages.
-std::string type_name(const std::type_info& t);
-
 struct TargetBase {
     virtual ~TargetBase() = default;
     /// Calls the target (in a forked child).

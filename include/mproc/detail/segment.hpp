@@ -1,8 +1,9 @@
 // mproc::detail::Segment — a shared mapping every mproc object lives in, and
 // the handle protocol that lets objects cross into spawned children.
 //
-// A Segment is a memfd (anonymous) or a /dev/shm file (named) mapped
-// MAP_SHARED. Forked children inherit the mapping; spawned children inherit
+// A Segment is a memfd (anonymous), a /dev/shm file (named) or a regular
+// file mapped MAP_SHARED; how it was mapped (by the os layer, or by
+// Boost.Interprocess for named segments and files) is its Mapping's business. Forked children inherit the mapping; spawned children inherit
 // the fd and map it again (at another address: state inside a segment is
 // addressed by offset, never by pointer). The kernel frees an anonymous
 // segment when the last process that maps it or holds its fd exits, however
@@ -25,10 +26,14 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace mproc::detail {
+
+/// What holds a segment's memory and fd, and releases them (lib/memory/).
+class Mapping;
 
 class Segment {
 public:
@@ -38,6 +43,8 @@ public:
     /// Takes ownership of an open fd and maps all of it. `name` is the
     /// /dev/shm name for named segments, empty otherwise.
     static std::shared_ptr<Segment> adopt(int fd, std::string name);
+    /// Takes over a mapping made elsewhere in lib/memory.
+    static std::shared_ptr<Segment> from(std::unique_ptr<Mapping> mapping, std::string name);
 
     ~Segment();
     Segment(const Segment&) = delete;
@@ -54,9 +61,9 @@ public:
     std::byte* at(std::uint64_t offset, std::size_t bytes) const;
 
 private:
-    Segment(int fd, std::byte* base, std::size_t size, std::string name) noexcept
-        : base_(base), size_(size), fd_(fd), name_(std::move(name)) {}
+    Segment(std::unique_ptr<Mapping> mapping, std::string name) noexcept;
 
+    std::unique_ptr<Mapping> mapping_;
     std::byte* base_;
     std::size_t size_;
     int fd_;
@@ -105,6 +112,8 @@ public:
     /// Records an unmapped fd the receiver must inherit.
     void descriptor(const DescriptorPtr& d);
     void value(std::uint64_t v) { values.push_back(v); }
+    /// Records a string (a segment's name, a file's path) among the values.
+    void text(std::string_view s);
 
     std::vector<HandleRef> refs;
     std::vector<std::uint64_t> values;
@@ -121,6 +130,9 @@ public:
     /// The next Descriptor reference, checked like a segment's.
     DescriptorPtr descriptor();
     std::uint64_t value();
+    /// The next string written by HandleWriter::text; SerializationError if
+    /// it is longer than `max_length` or missing.
+    std::string text(std::size_t max_length);
 
 private:
     const std::vector<HandleRef>& refs_;

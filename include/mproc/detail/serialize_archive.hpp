@@ -15,11 +15,25 @@
 // An archive is made lazily, once per dumps/loads, the first time a user
 // type is met; encodings of std types alone never construct one.
 //
+// What a load may set aside before it has decoded anything. A container
+// that claims n elements may reserve room for them up front (one allocation
+// instead of a growing series) only out of its Reader's allowance:
+// kSpeculationFactor bytes per input byte, shared by every container of the
+// load that is still being decoded, and given back when a container is
+// complete (its memory is then that of elements really decoded). Past the
+// allowance a container grows as its elements decode (geometrically, so at
+// most twice what was decoded). Hence, whatever the bytes claim, the memory
+// a load holds is at most the allowance plus what the decoded elements
+// themselves need; the length checks (InBuf::check_count) come on top, so a
+// claim the input cannot hold fails before anything is allocated.
+//
 // Thread safety: a Writer / Reader and its archive belong to one call on
 // one thread. Nothing here blocks.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <type_traits>
@@ -173,10 +187,16 @@ private:
     std::unique_ptr<oarchive> ar_;  // not optional: GCC 12 -O1 -fsanitize=address warns falsely
 };
 
+/// Bytes of not-yet-decoded elements a load may reserve, per input byte.
+inline constexpr std::size_t kSpeculationFactor = 8;
+
 /// The state of one load.
 class Reader {
 public:
-    explicit Reader(InBuf& in) noexcept : in_(in) {}
+    explicit Reader(InBuf& in) noexcept
+        : in_(in),
+          spare_(in.remaining() > SIZE_MAX / kSpeculationFactor ? SIZE_MAX
+                                                                 : in.remaining() * kSpeculationFactor) {}
     Reader(const Reader&) = delete;
     Reader& operator=(const Reader&) = delete;
 
@@ -190,10 +210,39 @@ public:
     }
     void leave() noexcept { --depth_; }
 
+    /// Takes from the allowance room for up to `n` elements of `each` bytes;
+    /// returns how many, and adds their bytes to `taken`.
+    std::size_t take_spare(std::uint64_t n, std::size_t each, std::size_t& taken) noexcept {
+        const std::size_t k = static_cast<std::size_t>(std::min<std::uint64_t>(n, spare_ / (each == 0 ? 1 : each)));
+        spare_ -= k * each;
+        taken += k * each;
+        return k;
+    }
+    void give_spare(std::size_t bytes) noexcept { spare_ += bytes; }
+
 private:
     InBuf& in_;
     unsigned depth_ = 0;
+    std::size_t spare_;
     std::unique_ptr<iarchive> ar_;  // not optional: GCC 12 -O1 -fsanitize=address warns falsely
+};
+
+/// Room a container reserves for elements it has not decoded yet, drawn
+/// from its Reader's allowance and given back when the container is done.
+class Speculation {
+public:
+    /// For `n` claimed elements of `each` bytes: count() of them may be
+    /// reserved now.
+    Speculation(Reader& r, std::uint64_t n, std::size_t each) noexcept : r_(r), count_(r.take_spare(n, each, bytes_)) {}
+    ~Speculation() { r_.give_spare(bytes_); }
+    Speculation(const Speculation&) = delete;
+    Speculation& operator=(const Speculation&) = delete;
+    std::size_t count() const noexcept { return count_; }
+
+private:
+    Reader& r_;
+    std::size_t bytes_ = 0;
+    std::size_t count_;
 };
 
 template <class WR>

@@ -14,6 +14,12 @@
 //           refill() (a ring's wrapped item) and says how many bytes follow
 //           the current piece, so length checks see the whole input.
 //
+// Codecs that encode many small values in a row (a map of strings, a vector
+// of pairs) may take the free area / the unread piece as a pair of raw
+// pointers, work on local cursors, and commit() / consume() how far they
+// got: one bounds check per value against a register instead of a
+// streambuf member round trip per byte run (serialize_flat.hpp).
+//
 // Every read is bounds-checked: running out of input is a
 // SerializationError, never a read past the end.
 //
@@ -31,6 +37,38 @@
 #include <vector>
 
 namespace mproc::detail {
+
+/// Unsigned LEB128, the encoding of every length and index: 7 bits a byte,
+/// low bits first, at most kMaxVarint bytes.
+inline constexpr std::size_t kMaxVarint = 10;
+
+/// Writes `v` at `p` (room for kMaxVarint bytes); returns the end.
+inline std::byte* encode_varint(std::byte* p, std::uint64_t v) noexcept {
+    while (v >= 0x80) {
+        *p++ = static_cast<std::byte>((v & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    *p++ = static_cast<std::byte>(v);
+    return p;
+}
+
+/// Reads a varint from [p, e) into `v` and advances `p`; false (p then
+/// unspecified) if it does not end before `e` or overflows 64 bits.
+inline bool decode_varint(const std::byte*& p, const std::byte* e, std::uint64_t& v) noexcept {
+    if (p != e && static_cast<std::uint8_t>(*p) < 0x80) {
+        v = static_cast<std::uint8_t>(*p++);
+        return true;
+    }
+    v = 0;
+    for (unsigned shift = 0; shift < 64; shift += 7) {
+        if (p == e) return false;
+        const auto b = static_cast<std::uint8_t>(*p++);
+        if (shift == 63 && b > 1) return false;
+        v |= static_cast<std::uint64_t>(b & 0x7f) << shift;
+        if ((b & 0x80) == 0) return true;
+    }
+    return false;
+}
 
 /// Throws SerializationError: the input ended before the value did.
 [[noreturn]] void throw_truncated();
@@ -69,6 +107,11 @@ public:
     std::size_t written() const noexcept {
         return base_ + static_cast<std::size_t>(pptr() - pbase());
     }
+    /// The free part of the put area: a caller may write into
+    /// [room_begin(), room_end()) and then commit() the end of what it wrote.
+    std::byte* room_begin() const noexcept { return reinterpret_cast<std::byte*>(pptr()); }
+    std::byte* room_end() const noexcept { return reinterpret_cast<std::byte*>(epptr()); }
+    void commit(std::byte* end) noexcept { advance(static_cast<std::size_t>(end - room_begin())); }
 
 protected:
     OutBuf() = default;
@@ -111,6 +154,9 @@ public:
     explicit VectorOutBuf(std::size_t reserve = 0);
     /// The bytes written, exactly; the buffer is empty afterwards.
     std::vector<std::byte> take();
+    /// Forgets what was written after the first `pos` bytes (pos <=
+    /// written()): a value whose serialization threw half-way is dropped.
+    void rewind(std::size_t pos);
 
 protected:
     void need(std::size_t n) override;
@@ -204,6 +250,11 @@ public:
         }
         return get_varint_slow();
     }
+    /// The unread part of the current piece: a caller may decode from
+    /// [piece_begin(), piece_end()) and then consume() up to where it got.
+    const std::byte* piece_begin() const noexcept { return reinterpret_cast<const std::byte*>(gptr()); }
+    const std::byte* piece_end() const noexcept { return reinterpret_cast<const std::byte*>(egptr()); }
+    void consume(const std::byte* to) noexcept { skip(static_cast<std::size_t>(to - piece_begin())); }
     /// The next `n` bytes, consumed, if they are contiguous in this piece;
     /// nullptr (nothing consumed) otherwise.
     const std::byte* contiguous(std::size_t n) noexcept {
@@ -255,7 +306,7 @@ private:
 // (very likely) caught.
 
 inline constexpr std::size_t kHeaderSize = 8;
-inline constexpr std::uint8_t kFormatVersion = 1;
+inline constexpr std::uint8_t kFormatVersion = 2;  // 2: ordered containers last element first
 
 constexpr std::uint8_t abi_byte() noexcept {
     return static_cast<std::uint8_t>((std::endian::native == std::endian::little ? 1 : 0) |

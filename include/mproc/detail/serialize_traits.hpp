@@ -16,7 +16,11 @@
 //      tuple, ...) have their own codecs (serialize_codec.hpp);
 //   6. a class with a Boost.Serialization serialize() — member (any access)
 //      or free function — uses it: an explicit serialize wins over rule 7;
-//   7. any other trivially copyable class is copied as raw bytes;
+//   7. any other trivially copyable class is copied as raw bytes, pointers
+//      and all: a pointer member (a function pointer too) is an address in
+//      the sender, not valid in a spawn or forkserver child (see the
+//      caveats in <mproc/serialization.hpp>); give such a struct a
+//      serialize(), which rule 6 then prefers;
 //   8. everything else is a compile-time error.
 //
 // Nothing here blocks; everything is compile-time or constant.
