@@ -53,13 +53,20 @@
 // takes no more work from the executor, and one whose ranks are all retired
 // this way is broken (BrokenProcessPool).
 //
+// Options: MPIPoolExecutor also takes mproc::ExecutorOptions and mpi::Pool
+// mproc::PoolOptions, so switching the class is the only change a program
+// needs; their initializer runs once per worker rank per executor (below).
+//
 // Thread safety: executors, pools and futures may be used from any thread;
 // every MPI call mproc makes holds one lock, so MPI_THREAD_SERIALIZED
 // suffices (init() requests MPI_THREAD_MULTIPLE and throws if the library
 // gives less than SERIALIZED). Blocking: as ProcessPoolExecutor and Pool.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "mproc/futures.hpp"
 #include "mproc/pool.hpp"
@@ -79,31 +86,52 @@ int rank() noexcept;
 bool is_worker() noexcept;
 
 namespace detail {
+/// The chunk id of an initializer's call (PoolInitializer::message): the
+/// transport sends it to each worker before any task and reads its result
+/// itself.
+inline constexpr std::uint64_t kInitChunk = ~std::uint64_t{0};
 /// The submitter's configuration for MPI workers (lib/mpi/executor.cpp):
 /// `max_workers` as ExecutorOptions says; `executor`: a dead worker breaks
-/// the pool (ProcessPoolExecutor's rule) rather than failing one task.
-mproc::detail::PoolConfig config(int max_workers, bool executor);
+/// the pool (ProcessPoolExecutor's rule) rather than failing one task;
+/// `init`: the initializer's call (empty: none).
+mproc::detail::PoolConfig config(int max_workers, bool executor, std::vector<std::byte> init = {});
 /// How many workers config(max_workers, ...) gets.
 int worker_count(int max_workers);
+/// Options that have no MPI meaning: Error naming them.
+void reject_local_only(const char* who, bool maxtasks, bool start_method);
 }  // namespace detail
 
-/// MPIPoolExecutor's options. (ProcessPoolExecutor's initializer,
-/// max_tasks_per_child and start_method have no MPI meaning.)
+/// MPIPoolExecutor's options (mpi4py's MPIPoolExecutor(max_workers,
+/// initializer, initargs)). The initializer runs once in each worker rank
+/// before its first task of this executor, with `initargs` (which must be
+/// serializable: they travel as a task's arguments do). One that throws
+/// breaks the executor (BrokenProcessPool naming the rank and the
+/// exception), as a failing initializer does in ProcessPoolExecutor.
 struct ExecutorOptions {
     /// SPMD (mpirun -np N, N > 1): ranks 1..max_workers (0: all N-1).
     /// One process: spawn max_workers workers (0: cpu_count()).
     int max_workers = 0;
+    PoolInitializer initializer{};
+    InitArgs initargs{};
 };
 
 /// mpi4py.futures.MPIPoolExecutor: ProcessPoolExecutor's interface (submit,
 /// lazy map with chunksize / buffersize / timeout, shutdown, Futures that
 /// mix with local ones) on MPI workers. worker_pids() gives the workers'
-/// ranks.
+/// ranks. It also takes ProcessPoolExecutor's own options
+/// (mproc::ExecutorOptions), so switching the class is the only change;
+/// max_tasks_per_child and start_method have no MPI meaning there (Error).
 class MPIPoolExecutor : public ProcessPoolExecutor {
 public:
     explicit MPIPoolExecutor(int max_workers = 0) : MPIPoolExecutor(ExecutorOptions{.max_workers = max_workers}) {}
     explicit MPIPoolExecutor(ExecutorOptions opts)
-        : ProcessPoolExecutor(detail::config(opts.max_workers, true)), workers_(detail::worker_count(opts.max_workers)) {}
+        : ProcessPoolExecutor(detail::config(opts.max_workers, true,
+                                             opts.initializer.message(opts.initargs, detail::kInitChunk))),
+          workers_(detail::worker_count(opts.max_workers)) {}
+    explicit MPIPoolExecutor(const mproc::ExecutorOptions& o)
+        : MPIPoolExecutor((detail::reject_local_only("mproc::mpi::MPIPoolExecutor", o.max_tasks_per_child != 0,
+                                                     o.start_method.has_value()),
+                           ExecutorOptions{o.max_workers, o.initializer, o.initargs})) {}
     int num_workers() const noexcept { return workers_; }
 
 private:
@@ -112,10 +140,16 @@ private:
 
 /// multiprocessing.Pool's interface (map, imap, imap_unordered, starmap,
 /// apply_async, ...) on MPI workers; Pool(n): n workers as
-/// ExecutorOptions::max_workers says.
+/// ExecutorOptions::max_workers says. PoolOptions' initializer and initargs
+/// work as in MPIPoolExecutor, except that a worker whose initializer
+/// throws only stops taking work (the pool is broken when none is left);
+/// maxtasksperchild and start_method have no MPI meaning (Error).
 class Pool : public mproc::Pool {
 public:
     explicit Pool(int processes = 0) : mproc::Pool(detail::config(processes, false)) {}
+    explicit Pool(const PoolOptions& o)
+        : mproc::Pool((detail::reject_local_only("mproc::mpi::Pool", o.maxtasksperchild != 0, o.start_method.has_value()),
+                       detail::config(o.processes, false, o.initializer.message(o.initargs, detail::kInitChunk)))) {}
     int num_workers() const noexcept { return processes(); }
 };
 

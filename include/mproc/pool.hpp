@@ -113,13 +113,8 @@ public:
         using Params = typename detail::fn_params<Fp>::type;
         Fp fp = detail::as_function_pointer(f);
         make_ = [fp](const InitArgs& args) -> detail::WorkerFactory {
-            if (args.type() != typeid(Params))
-                throw Error("mproc::Pool: initargs do not match the initializer's parameters (give "
-                            "exactly its parameter types, by value)");
             std::shared_ptr<void> holder = args.value();
-            auto* params = static_cast<Params*>(holder.get());
-            if (!params && std::tuple_size_v<Params> != 0)
-                throw Error("mproc::Pool: the initializer needs initargs");
+            auto* params = checked_params<Params>(args);
             return [fp, holder, params](const detail::PoolChannel& t, const detail::PoolChannel& r,
                                         const Array<std::uint64_t>& s, std::uint32_t i, std::uint64_t m) {
                 auto make = [&](const auto&... p) {
@@ -130,7 +125,26 @@ public:
                 else return std::apply(make, *params);
             };
         };
+        message_ = [fp](const InitArgs& args, std::uint64_t chunk) -> std::vector<std::byte> {
+            auto* params = checked_params<Params>(args);
+            if constexpr (!sendable<Fp, Params>()) {
+                throw Error("mproc pool: this initializer's initargs cannot be serialized, so they cannot reach "
+                            "workers that are not started as mproc processes (MPI ranks); handles travel only "
+                            "to local pools' workers");
+            } else {
+                const std::vector<std::byte> ref = detail::task_ref<Fp, Params, true>(detail::task_function(fp));
+                detail::VectorOutBuf out(sizeof(detail::TaskHeader) + ref.size() + 64);
+                const detail::TaskHeader h{chunk, 1, static_cast<std::uint32_t>(ref.size())};
+                out.write(&h, sizeof h);
+                out.write(ref.data(), ref.size());
+                if constexpr (std::tuple_size_v<Params> == 0) detail::put_item(out, Params{});
+                else detail::put_item(out, *params);
+                return out.take();
+            }
+        };
     }
+
+    explicit operator bool() const noexcept { return static_cast<bool>(make_); }
 
     /// The worker factory for these arguments (internal).
     detail::WorkerFactory factory(const InitArgs& args) const {
@@ -141,8 +155,37 @@ public:
         };
     }
 
+    /// The initializer's call as one task message of chunk `chunk` (internal):
+    /// how it reaches workers that are not started as mproc processes (MPI
+    /// ranks), where the worker loop runs it as a task of one item. Empty
+    /// when there is no initializer.
+    std::vector<std::byte> message(const InitArgs& args, std::uint64_t chunk) const {
+        return message_ ? message_(args, chunk) : std::vector<std::byte>{};
+    }
+
 private:
+    /// Whether the initializer's call can travel as a task (no static_assert:
+    /// a local pool's initargs may be handles, which cannot).
+    template <class Fp, class Params>
+    static constexpr bool sendable() {
+        using R = std::decay_t<detail::task_result_t<Fp, Params, true>>;
+        return []<class... Ts>(std::type_identity<std::tuple<Ts...>>) {
+            return (mproc::is_serializable_v<Ts> && ...);
+        }(std::type_identity<Params>{}) && (std::is_void_v<R> || mproc::is_serializable_v<R>);
+    }
+
+    template <class Params>
+    static Params* checked_params(const InitArgs& args) {
+        if (args.type() != typeid(Params))
+            throw Error("mproc::Pool: initargs do not match the initializer's parameters (give "
+                        "exactly its parameter types, by value)");
+        auto* params = static_cast<Params*>(args.value().get());
+        if (!params && std::tuple_size_v<Params> != 0) throw Error("mproc::Pool: the initializer needs initargs");
+        return params;
+    }
+
     std::function<detail::WorkerFactory(const InitArgs&)> make_;
+    std::function<std::vector<std::byte>(const InitArgs&, std::uint64_t)> message_;
 };
 
 struct PoolOptions {

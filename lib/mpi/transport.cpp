@@ -33,6 +33,15 @@
 // retired the pool is broken (replace_failed). end_all() lets running tasks
 // finish in the background (their results are dropped by whoever polls
 // that communicator next, or at exit).
+//
+// An initializer (ExecutorOptions::initializer) is one task message of
+// chunk kInitChunk, sent to every worker when the session opens, before any
+// task: MPI keeps a sender's messages in order, so each worker runs it
+// first. A slot takes no chunk until its initializer's result is back; that
+// result goes to the submitter as a bare nudge (chunk 0: dispatch), or, if
+// the initializer threw, the slot is retired and reported as a worker_died
+// whose text names the rank and the exception (an executor is then broken;
+// a Pool, once every slot is retired).
 #include "mpi/transport.hpp"
 
 #include <algorithm>
@@ -41,6 +50,7 @@
 #include <deque>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -48,6 +58,8 @@
 #include <boost/mpi/request.hpp>
 
 #include "mpi/runtime.hpp"
+#include "mproc/detail/exception_codec.hpp"
+#include "mproc/detail/pool_task.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/mpi.hpp"
 #include "mproc/process.hpp"
@@ -76,7 +88,7 @@ constexpr auto kIdlePoll = std::chrono::milliseconds(50);
 
 class MpiTransport final : public mproc::detail::WorkerTransport {
 public:
-    explicit MpiTransport(int max_workers) : spawned_(world_size() == 1) {
+    MpiTransport(int max_workers, std::vector<std::byte> init) : spawned_(world_size() == 1), init_(std::move(init)) {
         const int n = worker_count(max_workers);
         slots_.resize(static_cast<std::size_t>(n));
         for (int i = 0; i < n; ++i) slots_[static_cast<std::size_t>(i)].peer = spawned_ ? i : i + 1;
@@ -93,6 +105,13 @@ public:
         comm_ = spawned_ ? acquire_workers(size()) : bm::communicator();
         session_ = open_session();
         started_ = true;
+        if (init_.empty()) return;
+        std::lock_guard<std::mutex> g(mu_);
+        std::lock_guard<std::mutex> m(mpi_lock());
+        for (auto& s : slots_) {
+            s.initializing = true;
+            isend_locked(s.peer, Kind::task, init_);
+        }
     }
 
     int size() const noexcept override { return static_cast<int>(slots_.size()); }
@@ -112,7 +131,7 @@ public:
             // Every worker is busy: queue it behind the short chunk that
             // started first (it should be the first to finish).
             for (auto& t : slots_)
-                if (!t.retired && t.queued == 0 && t.last_ns < kSendAheadBelowNs &&
+                if (!t.retired && !t.initializing && t.queued == 0 && t.last_ns < kSendAheadBelowNs &&
                     (!s || t.started_ns < s->started_ns))
                     s = &t;
             if (!s) return false;
@@ -290,6 +309,7 @@ private:
         std::vector<std::byte> queued_msg;  // its bytes, to re-route if the slot is retired
         std::uint64_t last_ns = UINT64_MAX;  // how long its last chunk took (unknown: MAX)
         std::uint64_t freed_ns = 0;          // when it last became idle
+        bool initializing = false;           // its initializer's result is not back yet
         bool retired = false;
     };
     struct Send {
@@ -320,7 +340,7 @@ private:
     Slot* idle_slot_locked() {
         Slot* best = nullptr;
         for (auto& s : slots_)
-            if (!s.retired && s.chunk == 0 && (!best || s.freed_ns > best->freed_ns)) best = &s;
+            if (!s.retired && !s.initializing && s.chunk == 0 && (!best || s.freed_ns > best->freed_ns)) best = &s;
         return best;
     }
 
@@ -328,7 +348,7 @@ private:
     bool busy_locked() const {
         if (!orphans_.empty()) return true;
         for (auto& s : slots_)
-            if (!s.retired && s.chunk != 0) return true;
+            if (!s.retired && (s.chunk != 0 || s.initializing)) return true;
         return false;
     }
 
@@ -350,6 +370,7 @@ private:
     // slot first). True if it did.
     bool poll() {
         std::vector<std::byte> msg;
+        std::optional<std::uint32_t> init_failed;  // the slot whose initializer threw
         {
             std::lock_guard<std::mutex> g(mu_);  // sends_ and slots_ (try_send may run meanwhile)
             std::lock_guard<std::mutex> m(mpi_lock());
@@ -362,7 +383,13 @@ private:
             msg = receive(comm_, *st);
             ResultHeader h;
             if (msg.size() >= sizeof h) std::memcpy(&h, msg.data(), sizeof h);
+            if (h.chunk == kInitChunk) {
+                init_failed = initialized_locked(st->source(), h, msg);
+                ready_.push_back(std::move(msg));
+                // (the events below, outside the locks: they call back in)
+            }
             for (auto& s : slots_) {
+                if (h.chunk == kInitChunk) break;
                 if (s.peer != st->source()) continue;
                 if (s.retired) return false;  // a late result of a retired rank: dropped
                 if (s.chunk == h.chunk && h.chunk != 0) {
@@ -376,9 +403,73 @@ private:
                 }
             }
             place_orphans_locked();
-            ready_.push_back(std::move(msg));
+            if (h.chunk != kInitChunk) ready_.push_back(std::move(msg));
         }
+        if (init_failed) retired_by_initializer(*init_failed);
         return true;
+    }
+
+    // Under mu_ and mpi_lock(): the initializer's result from `peer`. Turns
+    // `msg` into what the submitter gets: a nudge (chunk 0) if it ran, or the
+    // slot's worker_died with a text saying why. Returns the slot if it threw.
+    std::optional<std::uint32_t> initialized_locked(int peer, const ResultHeader& h, std::vector<std::byte>& msg) {
+        for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+            Slot& s = slots_[i];
+            if (s.peer != peer || !s.initializing) continue;
+            s.initializing = false;
+            s.freed_ns = now_ns();
+            const auto body = std::span<const std::byte>(msg).subspan(std::min(msg.size(), sizeof h));
+            const bool ran = h.kind == ResultKind::outcomes && !body.empty() &&
+                             static_cast<std::uint8_t>(body[0]) == mproc::detail::kItemValue;
+            if (ran || s.retired) {
+                const ResultHeader nudge{0, ResultKind::outcomes};
+                msg.assign(reinterpret_cast<const std::byte*>(&nudge), reinterpret_cast<const std::byte*>(&nudge + 1));
+                return std::nullopt;
+            }
+            s.retired = true;
+            const std::string why = "MPI worker rank " + std::to_string(spawned_ ? s.peer + 1 : s.peer) +
+                                    "'s initializer " + initializer_failure(h, body);
+            const ResultHeader died{0, ResultKind::worker_died, 1, s.peer, i};
+            msg.assign(reinterpret_cast<const std::byte*>(&died), reinterpret_cast<const std::byte*>(&died + 1));
+            msg.insert(msg.end(), reinterpret_cast<const std::byte*>(why.data()),
+                       reinterpret_cast<const std::byte*>(why.data() + why.size()));
+            return i;
+        }
+        const ResultHeader nudge{0, ResultKind::outcomes};  // not ours (a retired slot's): still a nudge
+        msg.assign(reinterpret_cast<const std::byte*>(&nudge), reinterpret_cast<const std::byte*>(&nudge + 1));
+        return std::nullopt;
+    }
+
+    // What the initializer's failed result says, as "raised <type>: <what>".
+    static std::string initializer_failure(const ResultHeader& h, std::span<const std::byte> body) {
+        try {
+            std::exception_ptr e;
+            if (h.kind == ResultKind::chunk_error) {
+                e = mproc::detail::exception_from_bytes(body);
+            } else {
+                if (body.empty()) return "sent no result";
+                mproc::detail::InBuf in(body.subspan(1));
+                e = mproc::detail::decode_exception(in);
+            }
+            const auto t = mproc::detail::describe_exception(e);
+            return "raised " + t.type + ": " + t.what;
+        } catch (const std::exception& e) {
+            return std::string("failed, and its error could not be read: ") + e.what();
+        }
+    }
+
+    // Outside the locks: the slot is retired like end_worker's.
+    void retired_by_initializer(std::uint32_t slot) {
+        bool any_left = false;
+        {
+            std::lock_guard<std::mutex> g(mu_);
+            for (auto& t : slots_) any_left = any_left || !t.retired;
+        }
+        if (!events_) return;
+        (void)events_->replace(slot);
+        if (!any_left)
+            events_->replace_failed(slot, std::make_exception_ptr(BrokenProcessPool(
+                                              "the initializer failed in every MPI worker rank of this pool")));
     }
 
     // Under mpi_lock(): messages of ended sessions on this communicator.
@@ -423,6 +514,7 @@ private:
     std::list<Send> sends_;
     std::deque<std::vector<std::byte>> orphans_;
     std::deque<std::vector<std::byte>> ready_;
+    std::vector<std::byte> init_;  // the initializer's task message (empty: none)
     bool ended_ = false;
 };
 
@@ -434,9 +526,9 @@ int worker_count(int max_workers) {
     return max_workers > 0 ? max_workers : cpu_count();
 }
 
-std::shared_ptr<mproc::detail::WorkerTransport> make_transport(int max_workers) {
+std::shared_ptr<mproc::detail::WorkerTransport> make_transport(int max_workers, std::vector<std::byte> init) {
     require_main("mproc::mpi::MPIPoolExecutor");
-    return std::make_shared<MpiTransport>(max_workers);
+    return std::make_shared<MpiTransport>(max_workers, std::move(init));
 }
 
 }  // namespace mproc::mpi::detail

@@ -15,6 +15,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "mproc/detail/exception_codec.hpp"
 #include "mproc/detail/pool_core.hpp"
 #include "os/os.hpp"
 #include "os/process.hpp"
@@ -114,12 +115,13 @@ struct PoolCore::Impl final : TransportEvents {
         std::lock_guard<std::mutex> g(mu);
         return !broken && (state == State::running || state == State::closed);
     }
-    void replace_failed(std::uint32_t, std::exception_ptr) override {
+    void replace_failed(std::uint32_t, std::exception_ptr e) override {
         std::vector<Failure> fs;
         {
             std::lock_guard<std::mutex> g(mu);
             if (!transport->worker_ids().empty() || broken) return;
-            break_locked("the pool could not start a worker process", fs);
+            const auto why = describe_exception(e);
+            break_locked("the pool could not start a worker process" + (why.what.empty() ? "" : ": " + why.what), fs);
         }
         deliver(fs);
     }
@@ -229,6 +231,12 @@ struct PoolCore::Impl final : TransportEvents {
         std::vector<Failure> failures;
         std::optional<InFlight> done;
         bool end_all = false;
+        // A worker_died may say why in a text of the transport's (MPI:
+        // its initializer threw); otherwise its exit status does.
+        const std::string died =
+            h.kind != ResultKind::worker_died ? std::string()
+            : body.empty()                    ? death_message(h.pid, h.code)
+                                              : std::string(reinterpret_cast<const char*>(body.data()), body.size());
         {
             std::lock_guard<std::mutex> g(mu);
             if (h.chunk != 0) {
@@ -253,7 +261,7 @@ struct PoolCore::Impl final : TransportEvents {
                 } else if (cfg.break_on_death && !broken && state != State::terminated && (done || h.code != 0)) {
                     std::string reason =
                         "A process in the process pool was terminated abruptly while the future was running "
-                        "or pending: " + death_message(h.pid, h.code);
+                        "or pending: " + died;
                     auto e = std::make_exception_ptr(BrokenProcessPool(reason));
                     if (done) failures.push_back({std::move(done->job), done->first, done->count, e});
                     done.reset();
@@ -275,8 +283,7 @@ struct PoolCore::Impl final : TransportEvents {
                 } else {
                     done->job->on_failure(done->first, done->count,
                                           std::make_exception_ptr(BrokenProcessPool(
-                                              death_message(h.pid, h.code) +
-                                              " while running this task; the pool replaced it")));
+                                              died + " while running this task; the pool replaced it")));
                 }
             } catch (...) {
                 try {

@@ -55,7 +55,9 @@
 // ResultHeader{kind = worker_died, chunk = the chunk it had claimed or 0,
 // code = exit code or -signal, pid = its id, slot}. It must be ordered after
 // every result that worker sent (so a result written just before death is
-// not failed twice). Then it asks events.replace(slot): if true, it starts a
+// not failed twice). A text after the header, if any, says why the worker
+// ended, in place of its exit status (MPI: a rank whose initializer threw).
+// Then it asks events.replace(slot): if true, it starts a
 // new worker in that slot (a transport that cannot — MPI ranks — returns
 // and the slot stays empty; the submitter breaks the pool when no worker
 // is left). A clean exit with no chunk after a stop may post nothing.

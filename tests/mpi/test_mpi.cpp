@@ -76,6 +76,22 @@ std::pair<int, int> rank_and_pid(int ms) {
     return {mproc::mpi::rank(), static_cast<int>(::getpid())};
 }
 
+/// What the initializers below left in this worker: every value they were
+/// given, in order (workers serve executor after executor, so each test
+/// uses values of its own).
+std::vector<long>& init_values() {
+    static std::vector<long> v;
+    return v;
+}
+void remember(long v) { init_values().push_back(v); }
+void init_throws(long) { throw std::runtime_error("no configuration file"); }
+
+/// (rank, how many times `v` was given to an initializer here), after `ms`.
+std::pair<int, long> initialized_with(long v, int ms) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    return {mproc::mpi::rank(), std::count(init_values().begin(), init_values().end(), v)};
+}
+
 }  // namespace
 
 MPROC_REGISTER_EXCEPTION(ZeroDivisionError);
@@ -218,6 +234,71 @@ TEST_CASE("mpi::Pool: map, imap, imap_unordered, starmap, apply_async", "[mpi]")
     CHECK_THROWS_AS(pool.apply_async(divide, 0L).get(), ZeroDivisionError);
     pool.close();
     pool.join();
+}
+
+TEST_CASE("initializer and initargs run once in each worker rank before its first task", "[mpi]") {
+    auto check = [](mproc::ProcessPoolExecutor& ex, long v) {
+        std::vector<mproc::Future<std::pair<int, long>>> fs;
+        for (int i = 0; i < 4 * kWorkers; ++i) fs.push_back(ex.submit(initialized_with, v, 50));
+        std::set<int> ranks;
+        for (auto& f : fs) {
+            const auto [rank, times] = f.result();
+            ranks.insert(rank);
+            CHECK(times == 1);
+        }
+        CHECK(ranks == std::set<int>{1, 2});
+    };
+    {
+        mproc::mpi::MPIPoolExecutor ex(mproc::mpi::ExecutorOptions{
+            .max_workers = kWorkers, .initializer = remember, .initargs = mproc::InitArgs(1001L)});
+        check(ex, 1001);
+    }
+    {
+        // ProcessPoolExecutor's own options: switching the class is the only change.
+        mproc::mpi::MPIPoolExecutor ex(mproc::ExecutorOptions{
+            .max_workers = kWorkers, .initializer = remember, .initargs = mproc::InitArgs(1002L)});
+        check(ex, 1002);
+    }
+    mproc::mpi::Pool pool(mproc::PoolOptions{
+        .processes = kWorkers, .initializer = remember, .initargs = mproc::InitArgs(1003L)});
+    std::vector<std::tuple<long, int>> in(4 * kWorkers, {1003L, 50});
+    std::set<int> ranks;
+    for (const auto& [rank, times] : pool.starmap(initialized_with, in)) {
+        ranks.insert(rank);
+        CHECK(times == 1);
+    }
+    CHECK(ranks == std::set<int>{1, 2});
+    CHECK_THROWS_AS(mproc::mpi::MPIPoolExecutor(mproc::ExecutorOptions{.max_workers = 1, .max_tasks_per_child = 5}),
+                    mproc::Error);
+    CHECK_THROWS_AS(mproc::mpi::Pool(mproc::PoolOptions{.processes = 1, .start_method = mproc::StartMethod::spawn}),
+                    mproc::Error);
+}
+
+TEST_CASE("an initializer that throws breaks the executor, naming the rank and the error", "[mpi]") {
+    using namespace std::chrono_literals;
+    {
+        mproc::mpi::MPIPoolExecutor ex(mproc::mpi::ExecutorOptions{
+            .max_workers = kWorkers, .initializer = init_throws, .initargs = mproc::InitArgs(1L)});
+        try {
+            (void)ex.submit(square, 3L).result(30s);
+            FAIL("the task ran");
+        } catch (const mproc::BrokenProcessPool& e) {
+            const std::string what = e.what();
+            INFO(what);
+            CHECK(what.find("initializer raised") != std::string::npos);
+            CHECK(what.find("no configuration file") != std::string::npos);
+            CHECK(what.find("rank") != std::string::npos);
+        }
+    }
+    {
+        // A Pool is broken once no rank is left that could run a task.
+        mproc::mpi::Pool pool(mproc::PoolOptions{
+            .processes = kWorkers, .initializer = init_throws, .initargs = mproc::InitArgs(1L)});
+        CHECK_THROWS_AS(pool.apply_async(square, 3L).get(30s), mproc::BrokenProcessPool);
+    }
+    // The ranks carry on: the next executor's tasks run.
+    mproc::mpi::MPIPoolExecutor ex(kWorkers);
+    CHECK(ex.submit(square, 9L).result(30s) == 81);
 }
 
 TEST_CASE("an idle executor does not spin: neither the main process nor the workers", "[mpi]") {
