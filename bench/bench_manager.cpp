@@ -3,7 +3,9 @@
 // against what a user would otherwise use in the same run:
 //  - Python's multiprocessing Manager().dict() (python3), the thing ported
 //    (a server process, a round trip per operation); mproc's own served
-//    manager, reached over TCP, is the like-for-like figure (also with
+//    manager is the like-for-like figure: over TCP against Python's manager
+//    served on TCP, and over a unix socket against Python's default
+//    Manager(), which listens on one (also with
 //    ConnectOptions::pipeline_stores, where a set does not wait for its
 //    reply);
 //  - a Boost.Interprocess map in managed shared memory guarded by an
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "bench_util.hpp"
 
@@ -174,9 +177,11 @@ void boost_ops(Segment& seg, BoostDict* d, long ops, int seed) {
 
 // ---- Python ------------------------------------------------------------------------
 
-std::optional<double> python_ops(int procs, long ops) {
+/// Python's Manager().dict(): `tcp` served on 127.0.0.1 (SyncManager with a
+/// TCP address), else Manager()'s default, a unix socket.
+std::optional<double> python_ops(int procs, long ops, bool tcp) {
     std::string code = R"PY(
-import multiprocessing as mp, time, statistics
+import multiprocessing as mp, multiprocessing.managers, time, statistics
 KEYS = ["key%d" % i for i in range(1000)]
 def work(d, ops, seed, start):
     start.wait()
@@ -186,7 +191,7 @@ def work(d, ops, seed, start):
         if i & 1: s += d.get(k, 0)
         else: d[k] = i
 def once(procs, ops):
-    with mp.Manager() as m:
+    with (mp.managers.SyncManager(address=("127.0.0.1", 0)) if TCP else mp.Manager()) as m:
         d = m.dict()
         start = mp.Barrier(procs + 1)
         ps = [mp.Process(target=work, args=(d, ops, w, start)) for w in range(procs)]
@@ -200,6 +205,7 @@ if __name__ == "__main__":
     print(statistics.median(once(PROCS, OPS) for _ in range(5)))
 )PY";
     code.replace(code.find("PROCS, OPS"), 10, std::to_string(procs) + ", " + std::to_string(ops));
+    code.replace(code.find("if TCP"), 6, tcp ? "if True" : "if False");
     return bench::python_figure(code);
 }
 
@@ -240,6 +246,21 @@ int main(int argc, char** argv) {
         mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
     });
 
+    // Served on a unix socket (an abstract name), as Python's Manager() is.
+    mproc::Manager unix_mgr;
+    auto du = unix_mgr.dict<std::string, int>();
+    for (int i = 0; i < kKeys; ++i) du.set(g_keys[static_cast<std::size_t>(i)], 0);
+    unix_mgr.publish("d", du);
+    const std::string unix_address = unix_mgr.serve("@mproc-bench-manager-" + std::to_string(::getpid()));
+    const double ru1 = ops_per_sec(1, remote_ops, [&](int w) {
+        auto remote = mproc::Manager::connect(unix_address);
+        mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
+    });
+    const double ru2 = ops_per_sec(2, remote_ops, [&](int w) {
+        auto remote = mproc::Manager::connect(unix_address);
+        mproc_ops(remote.lookup<mproc::DictProxy<std::string, int>>("d"), remote_ops, w);
+    });
+
     const std::size_t bytes = std::size_t{64} << 20;
     void* mem = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (mem == MAP_FAILED) return 1;
@@ -255,8 +276,10 @@ int main(int argc, char** argv) {
     const auto pq = python_queue_items_per_sec(10'000);
 
     const long py_ops = 20'000;
-    const auto p1 = python_ops(1, py_ops);
-    const auto p2 = python_ops(2, py_ops / 2);
+    const auto p1 = python_ops(1, py_ops, false);
+    const auto p2 = python_ops(2, py_ops / 2, false);
+    const auto pt1 = python_ops(1, py_ops, true);
+    const auto pt2 = python_ops(2, py_ops / 2, true);
 
     bench::row("mproc Manager dict, 1 process", m1, "ops/s");
     bench::row("mproc Manager dict, 2 processes, one dict", m2, "ops/s");
@@ -265,17 +288,24 @@ int main(int argc, char** argv) {
     bench::row("mproc connected Manager (TCP localhost), 2 processes", r2, "ops/s");
     bench::row("mproc connected, pipelined stores, 1 process", rp1, "ops/s");
     bench::row("mproc connected, pipelined stores, 2 processes", rp2, "ops/s");
+    bench::row("mproc connected Manager (unix socket), 1 process", ru1, "ops/s");
+    bench::row("mproc connected Manager (unix socket), 2 processes", ru2, "ops/s");
     bench::row("Boost.Interprocess map + mutex, 1 process", b1, "ops/s");
     bench::row("Boost.Interprocess map + mutex, 2 processes", b2, "ops/s");
-    if (p1 && p2) {
+    if (p1 && p2 && pt1 && pt2) {
         bench::row("Python Manager().dict(), 1 process", *p1, "ops/s");
         bench::row("Python Manager().dict(), 2 processes", *p2, "ops/s");
+        bench::row("Python Manager().dict() served on TCP, 1 process", *pt1, "ops/s");
+        bench::row("Python Manager().dict() served on TCP, 2 processes", *pt2, "ops/s");
         bench::ratio("mproc / Python, 1 process", m1 / *p1);
         bench::ratio("mproc / Python, 2 processes", m2 / *p2);
-        bench::ratio("mproc connected / Python, 1 process", r1 / *p1);
-        bench::ratio("mproc connected / Python, 2 processes", r2 / *p2);
-        bench::ratio("mproc connected, pipelined / Python, 1 process", rp1 / *p1);
-        bench::ratio("mproc connected, pipelined / Python, 2 processes", rp2 / *p2);
+        bench::ratio("mproc connected / Python, both on TCP, 1 process", r1 / *pt1);
+        bench::ratio("mproc connected / Python, both on TCP, 2 processes", r2 / *pt2);
+        bench::ratio("mproc connected, pipelined / Python, both on TCP, 1 process", rp1 / *pt1);
+        bench::ratio("mproc connected, pipelined / Python, both on TCP, 2 processes", rp2 / *pt2);
+        bench::ratio("mproc connected / Python, both on a unix socket, 1 process", ru1 / *p1);
+        bench::ratio("mproc connected / Python, both on a unix socket, 2 processes", ru2 / *p2);
+        bench::ratio("mproc connected (TCP) / Python Manager() (unix), 1 process", r1 / *p1);
         if (pq) {
             bench::row("mproc Manager Queue<long>, 1 -> 1 process", mq, "items/s");
             bench::row("Python Manager().Queue(), 1 -> 1 process", *pq, "items/s");

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -127,4 +128,32 @@ TEST_CASE("Manager served over TCP: concurrent clients modify one dict exactly",
         REQUIRE(p.exitcode() == 0);
     }
     REQUIRE(counts.at("n") == 800);
+}
+
+TEST_CASE("Manager served on a unix socket (a path or an abstract name), as Python's Manager() is",
+          "[manager][remote][process]") {
+    const std::string path = "/tmp/mproc-test-manager-" + std::to_string(mproc::current_process().pid()) + ".sock";
+    const std::string abstract = "@mproc-test-manager-" + std::to_string(mproc::current_process().pid());
+    for (const std::string& where : {path, abstract}) {
+        INFO(where);
+        mproc::Manager mgr;
+        auto counts = mgr.dict<std::string, int>();
+        mgr.publish("counts", counts);
+        REQUIRE(mgr.serve(where, "s3cret") == where);
+        mproc::Process p(
+            [](std::string address) {
+                auto remote = mproc::Manager::connect(address, "s3cret");
+                auto d = remote.lookup<mproc::DictProxy<std::string, int>>("counts");
+                for (int k = 0; k < 100; ++k) d["n"] += 1;
+            },
+            where);
+        p.start_method(mproc::StartMethod::spawn).start();
+        REQUIRE(p.join(kLong));
+        REQUIRE(p.exitcode() == 0);
+        REQUIRE(counts.at("n") == 100);
+        REQUIRE_THROWS_AS(mproc::Manager::connect(where, "wrong"), mproc::AuthenticationError);
+        mgr.shutdown();
+    }
+    // The path's socket file goes with the server.
+    REQUIRE_FALSE(std::filesystem::exists(path));
 }

@@ -45,7 +45,9 @@
 // next holder's owner_died() says so.
 //
 // Serving: mgr.serve("host:port", authkey) answers Manager::connect(address,
-// authkey) from other processes or machines over TCP; their proxies send
+// authkey) from other processes or machines over TCP (or, with a unix
+// socket address, from this machine only, as Python's Manager() listens);
+// their proxies send
 // each operation to the server, which runs it in a thread per client
 // connection (see Manager below).
 //
@@ -157,8 +159,10 @@ public:
     }
 
     /// Serves this manager's objects on `address` ("host:port"; port 0
-    /// picks a free one; "0.0.0.0:port" for every interface) from a server
-    /// process, until shutdown(). Returns the bound "host:port".
+    /// picks a free one; "0.0.0.0:port" for every interface; or a unix
+    /// socket: a path, or "@name" in the abstract namespace, as Listener
+    /// takes them) from a server process, until shutdown(). Returns the
+    /// bound address. A path's socket file is removed at shutdown().
     std::string serve(const std::string& address = "127.0.0.1:0",
                       const std::string& authkey = current_process().authkey(), const ServeOptions& options = {}) {
         heap();

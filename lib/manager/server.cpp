@@ -28,6 +28,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -381,6 +382,9 @@ void manager_server_main(SharedHeap heap, std::string address, std::string authk
 struct ManagerServer::Impl {
     Process proc;
     pid_t owner;
+    /// A unix socket path's file, removed when the server stops (the server
+    /// process ends by a signal and cannot).
+    std::optional<os::FileId> socket_file{};
 };
 
 ManagerServer::ManagerServer(const SharedHeap& heap, const std::string& address, const std::string& authkey,
@@ -402,6 +406,7 @@ ManagerServer::ManagerServer(const SharedHeap& heap, const std::string& address,
         throw Error("mproc::Manager::serve(\"" + address + "\"): " + got.substr(1));
     }
     address_ = got;
+    if (os::is_socket_path(got)) impl_->socket_file = os::path_file_id(got);
 }
 
 ManagerServer::~ManagerServer() { stop(); }
@@ -427,6 +432,7 @@ void ManagerServer::stop() {
     } else {
         p.join(Duration(0));
     }
+    if (impl_->socket_file) os::remove_socket_file(address_, *impl_->socket_file);
     impl_.reset();
 }
 
