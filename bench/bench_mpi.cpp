@@ -8,7 +8,11 @@
 // Per-task overhead: serial submit -> result, batched (submit N, then
 // collect), and map with chunksize 1 over N no-op tasks; medians of several
 // runs. The mpi4py figures come from bench_mpi4py.py, started here after
-// mproc's own measurements (under `mpirun -np 1`, with /usr/bin/python3).
+// mproc's own measurements, in the same mode: spawned workers (`mpirun -np
+// 1 python3 bench_mpi4py.py`, its MPIPoolExecutor spawning them, over the
+// same transport as mproc's spawned workers), or, when this program runs
+// SPMD under `mpirun -np N`, `mpirun -np N python3 -m mpi4py.futures
+// bench_mpi4py.py`, where mpi4py's workers are the other ranks too.
 #include <mproc/futures.hpp>
 #include <mproc/mpi.hpp>
 
@@ -27,12 +31,21 @@ namespace {
 long noop(long x) { return x; }
 long fib(int n) { return n < 2 ? n : fib(n - 1) + fib(n - 2); }
 
+/// The ranks of this job (1 unless run SPMD under mpirun -np N).
+int world_ranks() {
+    const char* s = std::getenv("OMPI_COMM_WORLD_SIZE");
+    return s ? std::max(1, std::atoi(s)) : 1;
+}
+
 std::map<std::string, double> mpi4py_figures(int workers, int n, int reps) {
     // A clean environment: this process's MPI variables must not reach the
-    // nested mpirun.
+    // nested mpirun. The same mode as this run: SPMD ranks, or spawned.
+    const int ranks = world_ranks();
+    const std::string launch = ranks > 1 ? "-np " + std::to_string(ranks) + " /usr/bin/python3 -m mpi4py.futures "
+                                         : std::string("-np 1 /usr/bin/python3 ");
     std::string cmd = "env -i PATH=/usr/bin:/bin HOME=/tmp OMPI_ALLOW_RUN_AS_ROOT=1 "
                       "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "
-                      "mpirun --oversubscribe -np 1 /usr/bin/python3 " MPROC_BENCH_DIR "/bench_mpi4py.py " +
+                      "mpirun --oversubscribe " + launch + MPROC_BENCH_DIR "/bench_mpi4py.py " +
                       std::to_string(workers) + " " + std::to_string(n) + " " + std::to_string(reps) +
                       " 2>/dev/null";
     std::map<std::string, double> out;
@@ -102,8 +115,9 @@ int main(int argc, char** argv) {
                     "parallel efficiency %.0f%%\n",
                     ex.num_workers(), cores, tpar, t1, eff * 100);
     }
-    std::printf("per-task overhead, %d no-op tasks, %d workers, median of %d runs (us per task)\n", n, workers,
-                reps);
+    std::printf("per-task overhead, %d no-op tasks, %d workers, median of %d runs (us per task); "
+                "mpi4py in the same mode (%s)\n",
+                n, workers, reps, world_ranks() > 1 ? "SPMD: the other ranks" : "spawned workers");
     auto py = std::getenv("MPROC_BENCH_NO_MPI4PY") ? std::map<std::string, double>{}
                                                    : mpi4py_figures(workers, n, reps);
     auto line = [&](const char* what, const char* key, double mine) {

@@ -1,7 +1,8 @@
 """mpi4py.futures' figures for bench_mpi (the same measurements, same
 worker count): per-task overhead serial and batched, map with chunksize 1.
 
-  mpirun -np 1 python3 bench_mpi4py.py WORKERS N REPS
+  mpirun -np 1 python3 bench_mpi4py.py WORKERS N REPS              (spawns WORKERS)
+  mpirun -np N python3 -m mpi4py.futures bench_mpi4py.py W N REPS  (the N-1 other ranks)
 
 Prints `name value` lines (microseconds per task, medians of REPS runs).
 """
