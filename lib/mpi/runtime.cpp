@@ -237,18 +237,16 @@ void Backoff::reset() noexcept { idle_since_ = 0; }
 
 std::chrono::nanoseconds Backoff::next() noexcept {
     using namespace std::chrono;
-    constexpr std::uint64_t kSpin = 2'000'000;  // ns of polling without sleeping
-    constexpr std::uint64_t kMin = 50'000;      // shortest sleep (about the kernel's timer slack)
-    constexpr std::uint64_t kMax = 1'000'000;   // longest sleep
+    constexpr std::uint64_t kMin = 50'000;  // shortest sleep (about the kernel's timer slack)
     const auto now = static_cast<std::uint64_t>(
         duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count());
     if (idle_since_ == 0) idle_since_ = now;
     const std::uint64_t idle = now - idle_since_;
-    if (idle < kSpin) return nanoseconds(0);
+    if (idle < spin_ns_) return nanoseconds(0);
     // An eighth of the time idle so far: a message that arrives after a
     // pause is seen at most ~12% (and 1 ms) later than it could be, and a
     // long idle costs about a thousand wake-ups a second at most.
-    return nanoseconds(std::clamp(idle / 8, kMin, kMax));
+    return nanoseconds(std::clamp(idle / 8, kMin, std::max(kMin, max_ns_)));
 }
 
 void Backoff::pause() {

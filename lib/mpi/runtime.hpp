@@ -93,6 +93,11 @@ void release_workers(const boost::mpi::communicator& comm);
 /// Idle back-off (see the top of this file).
 class Backoff {
 public:
+    Backoff() = default;
+    /// Another policy: poll back to back for `spin_ns`, then sleep an eighth
+    /// of the idle time, capped at `max_ns`. (The main process waiting for
+    /// long tasks: no spin, sleeps of at most 200 us: transport.cpp.)
+    Backoff(std::uint64_t spin_ns, std::uint64_t max_ns) noexcept : spin_ns_(spin_ns), max_ns_(max_ns) {}
     void reset() noexcept;
     /// How long to sleep before the next poll (zero: the spin phase; yield,
     /// then poll again).
@@ -102,6 +107,8 @@ public:
 
 private:
     std::uint64_t idle_since_ = 0;
+    std::uint64_t spin_ns_ = 2'000'000;  // ns of polling without sleeping
+    std::uint64_t max_ns_ = 1'000'000;   // longest sleep
 };
 
 /// Received bytes of a probed message (under mpi_lock()).
