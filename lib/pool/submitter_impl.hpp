@@ -259,9 +259,12 @@ struct PoolCore::Impl final : TransportEvents {
                         done.reset();
                     }
                 } else if (cfg.break_on_death && !broken && state != State::terminated && (done || h.code != 0)) {
+                    // (Python's words for a death; a transport's own text says
+                    // what happened instead.)
                     std::string reason =
-                        "A process in the process pool was terminated abruptly while the future was running "
-                        "or pending: " + died;
+                        body.empty() ? "A process in the process pool was terminated abruptly while the future "
+                                       "was running or pending: " + died
+                                     : "The process pool is broken: " + died;
                     auto e = std::make_exception_ptr(BrokenProcessPool(reason));
                     if (done) failures.push_back({std::move(done->job), done->first, done->count, e});
                     done.reset();
