@@ -144,8 +144,6 @@ public:
         };
     }
 
-    explicit operator bool() const noexcept { return static_cast<bool>(make_); }
-
     /// The worker factory for these arguments (internal).
     detail::WorkerFactory factory(const InitArgs& args) const {
         if (make_) return make_(args);

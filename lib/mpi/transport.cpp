@@ -434,31 +434,29 @@ private:
     // `msg` into what the submitter gets: a nudge (chunk 0) if it ran, or the
     // slot's worker_died with a text saying why. Returns the slot if it threw.
     std::optional<std::uint32_t> initialized_locked(int peer, const ResultHeader& h, std::vector<std::byte>& msg) {
-        for (std::uint32_t i = 0; i < slots_.size(); ++i) {
+        const auto body = std::span<const std::byte>(msg).subspan(std::min(msg.size(), sizeof h));
+        const bool ran = h.kind == ResultKind::outcomes && !body.empty() &&
+                         static_cast<std::uint8_t>(body[0]) == mproc::detail::kItemValue;
+        std::string why;  // empty: a nudge
+        std::optional<std::uint32_t> failed;
+        for (std::uint32_t i = 0; i < slots_.size() && !failed; ++i) {
             Slot& s = slots_[i];
             if (s.peer != peer || !s.initializing) continue;
             s.initializing = false;
             s.freed_ns = now_ns();
-            const auto body = std::span<const std::byte>(msg).subspan(std::min(msg.size(), sizeof h));
-            const bool ran = h.kind == ResultKind::outcomes && !body.empty() &&
-                             static_cast<std::uint8_t>(body[0]) == mproc::detail::kItemValue;
-            if (ran || s.retired) {
-                const ResultHeader nudge{0, ResultKind::outcomes};
-                msg.assign(reinterpret_cast<const std::byte*>(&nudge), reinterpret_cast<const std::byte*>(&nudge + 1));
-                return std::nullopt;
-            }
+            if (ran || s.retired) break;
             s.retired = true;
-            const std::string why = "MPI worker rank " + std::to_string(spawned_ ? s.peer + 1 : s.peer) +
-                                    "'s initializer " + initializer_failure(h, body);
-            const ResultHeader died{0, ResultKind::worker_died, 1, s.peer, i};
-            msg.assign(reinterpret_cast<const std::byte*>(&died), reinterpret_cast<const std::byte*>(&died + 1));
-            msg.insert(msg.end(), reinterpret_cast<const std::byte*>(why.data()),
-                       reinterpret_cast<const std::byte*>(why.data() + why.size()));
-            return i;
+            why = "MPI worker rank " + std::to_string(spawned_ ? s.peer + 1 : s.peer) + "'s initializer " +
+                  initializer_failure(h, body);
+            failed = i;
         }
-        const ResultHeader nudge{0, ResultKind::outcomes};  // not ours (a retired slot's): still a nudge
-        msg.assign(reinterpret_cast<const std::byte*>(&nudge), reinterpret_cast<const std::byte*>(&nudge + 1));
-        return std::nullopt;
+        // (A result no slot waits for, a retired one's, is a nudge too.)
+        const ResultHeader out = failed ? ResultHeader{0, ResultKind::worker_died, 1, peer, *failed}
+                                        : ResultHeader{0, ResultKind::outcomes};
+        msg.assign(reinterpret_cast<const std::byte*>(&out), reinterpret_cast<const std::byte*>(&out + 1));
+        msg.insert(msg.end(), reinterpret_cast<const std::byte*>(why.data()),
+                   reinterpret_cast<const std::byte*>(why.data() + why.size()));
+        return failed;
     }
 
     // What the initializer's failed result says, as "raised <type>: <what>".
