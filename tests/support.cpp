@@ -7,6 +7,7 @@
 #include <atomic>
 #include <exception>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 #include <thread>
 
@@ -111,6 +112,19 @@ std::set<std::string> shm_entries() {
         s.insert(name);
     }
     return s;
+}
+
+std::set<std::string> shm_files_held() {
+    std::set<std::string> held;
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);)
+        if (auto at = line.find("/dev/shm/"); at != std::string::npos) held.insert(line.substr(at));
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        auto target = std::filesystem::read_symlink(e.path(), ec).string();
+        if (!ec && target.rfind("/dev/shm/", 0) == 0) held.insert(target);
+    }
+    return held;
 }
 
 bool shm_exists(const std::string& name) { return std::filesystem::exists("/dev/shm/" + name); }

@@ -31,6 +31,9 @@ std::string unique_shm_name(const std::string& what);
 /// The /dev/shm entries, less the "mproc-test-" ones that tests running in
 /// parallel make and remove meanwhile.
 std::set<std::string> shm_entries();
+/// The /dev/shm files this process maps or holds open: what an anonymous
+/// segment must never add. Unlike shm_entries(), no other test can change it.
+std::set<std::string> shm_files_held();
 bool shm_exists(const std::string& name);
 
 /// Becomes ready when a process exits — any process, not only a child (a
