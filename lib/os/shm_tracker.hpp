@@ -23,9 +23,11 @@
 //
 // How it starts without mproc::init and in multi-threaded programs: start()
 // clones the process like fork() but with no exit signal, and the child
-// uses only async-signal-safe system calls and no heap (the record lives in
-// mmap'd pages), as POSIX requires after a fork in a multi-threaded process;
-// no atfork handler runs. No exit signal makes it a "clone child": the
+// uses only system calls and no heap (the record lives in mmap'd pages), as
+// POSIX requires after a fork in a multi-threaded process; no atfork handler
+// runs. Its system calls go through syscall(2), never a libc wrapper that a
+// sanitizer could intercept, and its code is not instrumented
+// (shm_tracker_child.cpp). No exit signal makes it a "clone child": the
 // creator gets no SIGCHLD for it, and the program's own wait(),
 // waitpid(-1, ...) and waitid(P_ALL, ...) never see it (only __WCLONE or
 // __WALL waits do), so it cannot disturb a program that reaps its children.
