@@ -9,7 +9,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "os/process.hpp"
 #include "os/shm_tracker_child.hpp"
 #include "os/socket.hpp"
 

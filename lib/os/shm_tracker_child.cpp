@@ -107,7 +107,7 @@ bool put(Table& t, const Request& r, std::uint64_t dev, std::uint64_t ino) noexc
                                   MREMAP_MAYMOVE)
                             : sys(SYS_mmap, nullptr, grown * sizeof(Record), PROT_READ | PROT_WRITE,
                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0L);
-            if (p < 0 && p > -4096) return false;
+            if (p < 0) return false;
             t.rows = reinterpret_cast<Record*>(p);
             t.capacity = grown;
         }
@@ -147,7 +147,7 @@ void reserve(int sock, Table& t, const Request& r) noexcept {
     if (fd < 0) {
         answer.err = static_cast<std::int32_t>(-fd);
     } else {
-        struct stat st {};
+        struct stat st;  // not zeroed: the kernel fills it, and zeroing may be a memset call
         long e = sys(SYS_fstat, fd, &st);
         if (e < 0 || !put(t, r, st.st_dev, st.st_ino)) {
             answer.err = static_cast<std::int32_t>(e < 0 ? -e : ENOMEM);
@@ -166,7 +166,7 @@ void unlink_all(const Table& t) noexcept {
     for (std::size_t i = 0; i < t.count; ++i) {
         char path[sizeof kShmDir + NAME_MAX];
         path_of(t.rows[i].name, length_of(t.rows[i].name), path);
-        struct stat st {};
+        struct stat st;
         if (stat_of(path, &st) == 0 && static_cast<std::uint64_t>(st.st_dev) == t.rows[i].dev &&
             static_cast<std::uint64_t>(st.st_ino) == t.rows[i].ino)
             sys(SYS_unlinkat, AT_FDCWD, path, 0);
@@ -216,7 +216,11 @@ void detach(int keep) noexcept {
         if (sig == SIGKILL || sig == SIGSTOP) continue;
         bool ignored = sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT ||
                        sig == SIGPIPE || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
-        KernelSigaction action{ignored ? SIG_IGN : SIG_DFL, 0, nullptr, 0};
+        KernelSigaction action;  // set field by field: an aggregate's zeroing may be a memset call
+        action.handler = ignored ? SIG_IGN : SIG_DFL;
+        action.flags = 0;
+        action.restorer = nullptr;
+        action.mask = 0;
         sys(SYS_rt_sigaction, sig, &action, nullptr, sizeof action.mask);
     }
     std::uint64_t none = 0;
@@ -235,11 +239,7 @@ pid_t clone_tracker(int sock) noexcept {
         detach(sock);
         serve(sock);
     }
-    if (pid < 0) {
-        errno = static_cast<int>(-pid);
-        return -1;
-    }
-    return static_cast<pid_t>(pid);
+    return pid < 0 ? -1 : static_cast<pid_t>(pid);  // errno is syscall(2)'s
 }
 
 }  // namespace mproc::os::shm_tracker
