@@ -147,13 +147,13 @@ std::uint64_t ChannelCore::committed_rstate() const noexcept {
 // The holder of a side's lock sleeps on the other side's commit word.
 bool ChannelCore::wait_for_data(std::uint32_t consumed, const void* deadline) {
     return spin_then_wait(
-        h_->published, h_->data_woken_at, spin_->data_ns, *waker_, link_ ? link_->fd() : -1,
+        h_->published, h_->data_woken_at, spin_->data_ns, spin_->data_pace, *waker_, link_ ? link_->fd() : -1,
         [consumed](std::uint32_t published) { return published != consumed; }, dl(deadline));
 }
 
 bool ChannelCore::wait_for_space(std::uint32_t consumed, const void* deadline) {
     return spin_then_wait(
-        h_->consumed, h_->space_woken_at, spin_->space_ns, *waker_, link_ ? link_->fd() : -1,
+        h_->consumed, h_->space_woken_at, spin_->space_ns, spin_->space_pace, *waker_, link_ ? link_->fd() : -1,
         [consumed](std::uint32_t now) { return now != consumed; }, dl(deadline));
 }
 
@@ -382,7 +382,7 @@ bool ChannelCore::poll(Timeout timeout) {
     if (wait_ == Wait::socket && os::peer_closed(link_->fd())) return true;
     if (zero(timeout)) return false;
     try {
-        return spin_then_wait(h_->published, h_->data_woken_at, spin_->data_ns, *waker_,
+        return spin_then_wait(h_->published, h_->data_woken_at, spin_->data_ns, spin_->data_pace, *waker_,
                               link_ ? link_->fd() : -1, ready, deadline);
     } catch (const EOFError&) {
         return true;  // recv() will report it

@@ -36,29 +36,31 @@ struct RingHeader {
     std::uint64_t capacity;
     std::uint64_t maxsize;
 
-    // Each group on cache lines of its own: the writer side touches the
-    // reader side's lines only when it must (see the cached states).
+    // Each group on cache lines of its own, so that a side's own lock and
+    // cached view never travel to the other CPU: what one side writes and
+    // the other reads (the commit word and the state it covers) shares a
+    // line, so a look at the other side costs one line transfer, not two.
     //
-    // Writers: their lock, what they wrote (count and byte position, the
-    // commit still to come when a writer died before it), their last look at
-    // the reader side.
+    // Writers: their lock and their last look at the reader side.
     alignas(64) pthread_mutex_t wlock;
-    std::atomic<std::uint64_t> wstate{0};
     std::atomic<std::uint64_t> cached_rstate{0};
-    // Items published (mod 2^31): the writers' commit, what readers sleep on.
+    // Items published (mod 2^31): the writers' commit, what readers sleep
+    // on; beside it what they wrote (count and byte position, the commit
+    // still to come when a writer died before it).
     alignas(64) WaitWord published;
+    std::atomic<std::uint64_t> wstate{0};
     std::atomic<std::uint64_t> data_woken_at{0};  // when a writer last woke a sleeper
 
-    // Readers: their lock; the reader state (count, position) after each
-    // number of consumptions, in the slot of its parity, so a writer reading
-    // `consumed` finds its state beside it while the next one is written;
-    // their last look at the writer side.
+    // Readers: their lock and their last look at the writer side.
     alignas(64) pthread_mutex_t rlock;
-    std::atomic<std::uint64_t> rstate[2]{};
     std::atomic<std::uint32_t> cached_published{0};
     std::atomic<std::uint64_t> cached_wstate{0};
-    // Items consumed (mod 2^31): the readers' commit, what writers sleep on.
+    // Items consumed (mod 2^31): the readers' commit, what writers sleep on;
+    // beside it the reader state (count, position) after each number of
+    // consumptions, in the slot of its parity, so a writer reading
+    // `consumed` finds its state beside it while the next one is written.
     alignas(64) WaitWord consumed;
+    std::atomic<std::uint64_t> rstate[2]{};
     std::atomic<std::uint64_t> space_woken_at{0};
 
     // JoinableQueue: tasks done (mod 2^31); unfinished = published - done.

@@ -42,6 +42,9 @@ protected:
     ~RingWaker() = default;
 };
 
+/// The longest a spinning side waits before its first look (see below).
+inline constexpr std::uint64_t kMaxPaceNs = 3000;
+
 /// The adaptive spin, then the wait proper, for one side of one end.
 ///
 /// The spin adapts per channel end (in this process): a spin that caught the
@@ -53,9 +56,20 @@ protected:
 /// fixed 20 us spin, 114 us with 200 us). When the change came is the
 /// waker's stamp (`woken_at`: CLOCK_MONOTONIC is one clock for every
 /// process), not when this process got a CPU again.
+///
+/// Its pace adapts too (`pace`: pauses before the first look). Each look at
+/// the other side's commit word takes that line from the CPU writing it, so
+/// a reader of a stream that looks as soon as it has drained the ring makes
+/// every item cost its writer a cache miss. A spin whose first look found
+/// the change doubles the pace, up to kMaxPaceNs: the items come faster than
+/// it looks, so it waits longer and takes them in a batch. One that needed
+/// more looks halves it, so ping-pong keeps looking at once. Measured, 8-byte
+/// items 1 -> 1 on a 2-CPU VM: 7.5 M/s with every look at once, 23 M/s
+/// paced (medians of 18 runs); the round trip stayed 0.7 us.
 template <class Ready>
 bool spin_then_wait(WaitWord& word, const std::atomic<std::uint64_t>& woken_at,
-                    std::atomic<std::uint32_t>& spin_ns, const RingWaker& waker, int link,
+                    std::atomic<std::uint32_t>& spin_ns, std::atomic<std::uint32_t>& pace,
+                    const RingWaker& waker, int link,
                     const Ready& ready, const os::Deadline& deadline) {
     if (ready(word.state())) return true;
     const std::uint64_t max_ns = os::spin_budget_ns();
@@ -65,10 +79,14 @@ bool spin_then_wait(WaitWord& word, const std::atomic<std::uint64_t>& woken_at,
         spin_ns.store(static_cast<std::uint32_t>(std::min<std::uint64_t>(max_ns, budget * 2ull + 1000)),
                       std::memory_order_relaxed);
     };
-    if (os::spin_until([&] { return ready(word.state()); }, budget)) {
+    const unsigned first = pace.load(std::memory_order_relaxed);
+    if (const unsigned looks = os::spin_paced([&] { return ready(word.state()); }, budget, first)) {
         grow();
+        pace.store(looks == 1 ? std::min(os::pauses_for_ns(kMaxPaceNs), first * 2) : std::max(1u, first / 2),
+                   std::memory_order_relaxed);
         return true;
     }
+    pace.store(1, std::memory_order_relaxed);
     spin_ns.store(0, std::memory_order_relaxed);  // it did not pay: stop until it would
     const bool ok = word.wait(
         ready, deadline, waker.net(), "ring.woken",

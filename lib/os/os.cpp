@@ -285,6 +285,16 @@ std::uint64_t spin_budget_ns() noexcept {
     return budget;
 }
 
+unsigned pauses_for_ns(std::uint64_t ns) noexcept {
+    static const double ns_per_pause = [] {
+        constexpr int kPauses = 2000;
+        const std::uint64_t t0 = monotonic_ns();
+        for (int i = 0; i < kPauses; ++i) cpu_relax();
+        return std::max(1.0, static_cast<double>(monotonic_ns() - t0) / kPauses);
+    }();
+    return std::max(1u, static_cast<unsigned>(static_cast<double>(ns) / ns_per_pause));
+}
+
 std::uint64_t lock_spin_budget_ns() noexcept {
     static const std::uint64_t budget = single_cpu() ? 0 : std::min<std::uint64_t>(2000, spin_budget_ns());
     return budget;

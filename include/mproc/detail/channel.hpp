@@ -159,6 +159,8 @@ private:
         SpinState() noexcept;
         std::atomic<std::uint32_t> data_ns;
         std::atomic<std::uint32_t> space_ns;
+        std::atomic<std::uint32_t> data_pace{1};
+        std::atomic<std::uint32_t> space_pace{1};
         std::atomic<std::uint32_t> puts{0};
     };
     std::shared_ptr<SpinState> spin_;
