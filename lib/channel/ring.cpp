@@ -64,7 +64,7 @@ ChannelCore::SpinState::SpinState() noexcept
 // ---- construction -------------------------------------------------------
 
 ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, DescriptorPtr link,
-                         bool joinable, const char* name)
+                         bool joinable, const char* name, Pace pace)
     : link_(std::move(link)), wait_(wait),
       waker_(wait == Wait::socket ? &RingWaker::socket() : &RingWaker::futex()) {
     if (capacity < kMinCapacity) capacity = kMinCapacity;
@@ -80,6 +80,8 @@ ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, D
     h_->capacity = cap;
     h_->maxsize = maxsize;
     h_->joinable = joinable ? 1 : 0;
+    h_->prompt = pace == Pace::prompt ? 1 : 0;
+    spin_->paced = pace == Pace::batched;
     os::robust_mutex_init(&h_->wlock, false);
     os::robust_mutex_init(&h_->rlock, false);
     os::robust_mutex_init(&h_->done_lock, false);
@@ -95,6 +97,7 @@ ChannelCore ChannelCore::with_link(DescriptorPtr link) const {
     ChannelCore c = *this;
     c.link_ = std::move(link);
     c.spin_ = std::make_shared<SpinState>();  // another end: its own history
+    c.spin_->paced = h_->prompt == 0;
     return c;
 }
 
@@ -144,16 +147,20 @@ std::uint64_t ChannelCore::committed_rstate() const noexcept {
 
 // ---- waiting ------------------------------------------------------------
 
+std::atomic<std::uint32_t>* ChannelCore::pace(std::atomic<std::uint32_t>& side) const noexcept {
+    return spin_->paced ? &side : nullptr;
+}
+
 // The holder of a side's lock sleeps on the other side's commit word.
 bool ChannelCore::wait_for_data(std::uint32_t consumed, const void* deadline) {
     return spin_then_wait(
-        h_->published, h_->data_woken_at, spin_->data_ns, spin_->data_pace, *waker_, link_ ? link_->fd() : -1,
+        h_->published, h_->data_woken_at, spin_->data_ns, pace(spin_->data_pace), *waker_, link_ ? link_->fd() : -1,
         [consumed](std::uint32_t published) { return published != consumed; }, dl(deadline));
 }
 
 bool ChannelCore::wait_for_space(std::uint32_t consumed, const void* deadline) {
     return spin_then_wait(
-        h_->consumed, h_->space_woken_at, spin_->space_ns, spin_->space_pace, *waker_, link_ ? link_->fd() : -1,
+        h_->consumed, h_->space_woken_at, spin_->space_ns, pace(spin_->space_pace), *waker_, link_ ? link_->fd() : -1,
         [consumed](std::uint32_t now) { return now != consumed; }, dl(deadline));
 }
 
@@ -382,7 +389,7 @@ bool ChannelCore::poll(Timeout timeout) {
     if (wait_ == Wait::socket && os::peer_closed(link_->fd())) return true;
     if (zero(timeout)) return false;
     try {
-        return spin_then_wait(h_->published, h_->data_woken_at, spin_->data_ns, spin_->data_pace, *waker_,
+        return spin_then_wait(h_->published, h_->data_woken_at, spin_->data_ns, pace(spin_->data_pace), *waker_,
                               link_ ? link_->fd() : -1, ready, deadline);
     } catch (const EOFError&) {
         return true;  // recv() will report it
@@ -447,6 +454,7 @@ ChannelCore ChannelCore::mproc_import(HandleReader& r, DescriptorPtr link) {
         throw SerializationError("queue handle's segment is smaller than its ring");
     c.seg_ = std::move(seg);
     c.spin_ = std::make_shared<SpinState>();
+    c.spin_->paced = h->prompt == 0;
     c.h_ = h;
     c.data_ = p + kDataOffset;
     c.spill_send_ = r.descriptor();

@@ -80,13 +80,17 @@ private:
 class ChannelCore {
 public:
     enum class Wait { futex, socket };
+    /// How a waiting reader or writer looks at the other side: `batched`
+    /// paces its looks to a stream, `prompt` always looks at once (see
+    /// spin_then_wait in lib/channel/ring_wait.hpp).
+    enum class Pace { batched, prompt };
 
     /// A new ring. `link` (socket mode) is this end's own socket: it sleeps
     /// on it and wakes the peer through it. `name` names its memfd after
     /// what it is ("mproc-queue", "mproc-pipe", "mproc-pool-tasks", ...),
     /// which is how mproc-top tells the kinds apart.
     ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, DescriptorPtr link = nullptr,
-                bool joinable = false, const char* name = "mproc-queue");
+                bool joinable = false, const char* name = "mproc-queue", Pace pace = Pace::batched);
 
     /// Appends one item. False if the timeout passed first (queue full).
     /// EOFError (socket mode) if the peer has closed its end.
@@ -134,6 +138,7 @@ private:
     bool wait_for_data(std::uint32_t consumed, const void* deadline);
     bool wait_for_space(std::uint32_t consumed, const void* deadline);
     std::uint64_t committed_rstate() const noexcept;
+    std::atomic<std::uint32_t>* pace(std::atomic<std::uint32_t>& side) const noexcept;
     void finish_dead_writer();
     void finish_dead_reader();
     void publish(WaitWord& word, bool data);
@@ -161,6 +166,7 @@ private:
         std::atomic<std::uint32_t> space_ns;
         std::atomic<std::uint32_t> data_pace{1};
         std::atomic<std::uint32_t> space_pace{1};
+        bool paced = true;
         std::atomic<std::uint32_t> puts{0};
     };
     std::shared_ptr<SpinState> spin_;

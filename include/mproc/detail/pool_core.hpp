@@ -52,7 +52,8 @@ public:
     /// `name` names the ring's memfd for mproc-top: "mproc-pool-tasks" or
     /// "mproc-pool-results".
     PoolChannel(std::size_t capacity, const char* name)
-        : core_(std::make_shared<ChannelCore>(capacity, 0, ChannelCore::Wait::futex, nullptr, false, name)) {}
+        : core_(std::make_shared<ChannelCore>(capacity, 0, ChannelCore::Wait::futex, nullptr, false, name,
+                                             ChannelCore::Pace::prompt)) {}
     ChannelCore& core() const noexcept { return *core_; }
     void mproc_export(HandleWriter& w) const { core_->mproc_export(w); }
     static PoolChannel mproc_import(HandleReader& r) {
