@@ -16,9 +16,8 @@ constexpr const char* raw_type_name() noexcept {
     return __PRETTY_FUNCTION__;
 }
 
-/// "std::vector<int>" (GCC and clang spell some types differently).
 template <class T>
-constexpr std::string_view type_name() noexcept {
+constexpr std::string_view parse_type_name() noexcept {
     std::string_view s = raw_type_name<T>();
     auto b = s.find("T = ");
     auto e = s.rfind(']');
@@ -26,15 +25,35 @@ constexpr std::string_view type_name() noexcept {
     return s.substr(b + 4, e - b - 4);
 }
 
-/// FNV-1a of type_name<T>().
 template <class T>
-constexpr std::uint32_t type_hash() noexcept {
+constexpr std::uint32_t fnv1a_of_type_name() noexcept {
     std::uint32_t h = 2166136261u;
-    for (char c : type_name<T>()) {
+    for (char c : parse_type_name<T>()) {
         h ^= static_cast<unsigned char>(c);
         h *= 16777619u;
     }
     return h;
+}
+
+// Constants, so that no call computes them: a constexpr function called
+// outside a constant expression may run at run time, and the hash loop over
+// a name like std::__cxx11::basic_string<...> was a fifth of a manager
+// dict operation (perf, 2 processes on one dict).
+template <class T>
+inline constexpr std::string_view type_name_v = parse_type_name<T>();
+template <class T>
+inline constexpr std::uint32_t type_hash_v = fnv1a_of_type_name<T>();
+
+/// "std::vector<int>" (GCC and clang spell some types differently).
+template <class T>
+constexpr std::string_view type_name() noexcept {
+    return type_name_v<T>;
+}
+
+/// FNV-1a of type_name<T>().
+template <class T>
+constexpr std::uint32_t type_hash() noexcept {
+    return type_hash_v<T>;
 }
 
 }  // namespace mproc::detail
