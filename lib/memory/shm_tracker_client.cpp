@@ -66,13 +66,14 @@ struct ExitRegistration {
     ExitRegistration() { std::atexit(at_exit); }
 } g_exit_registration;
 
-// Registered once a tracker has started: programs that never track a name
-// pay nothing at fork. prepare holds the mutex across fork, so the child's
-// copy of the state is consistent; the child then drops it.
-void install_hooks() {
-    g_started.store(true);
-    static std::once_flag once;
-    std::call_once(once, [] {
+// Registered before main too. prepare holds the mutex across fork, so the
+// child's copy of the state is consistent; the child then drops it. Were it
+// registered when the first tracker starts (under the mutex), a fork in
+// another thread at that moment would give its child a copy of the mutex
+// held by a thread the child does not have. It costs every fork one
+// uncontended lock.
+struct ForkRegistration {
+    ForkRegistration() {
         os::at_fork([] { client().mu.lock(); }, [] { client().mu.unlock(); },
                     [] {
                         Client& c = client();
@@ -81,8 +82,8 @@ void install_hooks() {
                         c.names.clear();
                         c.mu.unlock();
                     });
-    });
-}
+    }
+} g_fork_registration;
 
 wire::Request request(wire::Op op, const std::string& name, Inode inode = {}) {
     wire::Request r;
@@ -106,7 +107,7 @@ void lost(Client& c) noexcept {
 int connected(Client& c) {
     if (c.sock && !os::peer_closed(c.sock.get())) return c.sock.get();
     if (c.sock) lost(c);  // it died: reap it, then start another
-    install_hooks();
+    g_started.store(true);
     wire::Started s = wire::start(os::Deadline::after(kAnswerWithin));
     for (const auto& [name, inode] : c.names)
         if (!wire::send(s.sock.get(), request(wire::Op::adopt, name, inode)))
