@@ -81,7 +81,6 @@ ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, D
     h_->maxsize = maxsize;
     h_->joinable = joinable ? 1 : 0;
     h_->prompt = pace == Pace::prompt ? 1 : 0;
-    spin_->paced = pace == Pace::batched;
     os::robust_mutex_init(&h_->wlock, false);
     os::robust_mutex_init(&h_->rlock, false);
     os::robust_mutex_init(&h_->done_lock, false);
@@ -97,7 +96,6 @@ ChannelCore ChannelCore::with_link(DescriptorPtr link) const {
     ChannelCore c = *this;
     c.link_ = std::move(link);
     c.spin_ = std::make_shared<SpinState>();  // another end: its own history
-    c.spin_->paced = h_->prompt == 0;
     return c;
 }
 
@@ -148,7 +146,7 @@ std::uint64_t ChannelCore::committed_rstate() const noexcept {
 // ---- waiting ------------------------------------------------------------
 
 std::atomic<std::uint32_t>* ChannelCore::pace(std::atomic<std::uint32_t>& side) const noexcept {
-    return spin_->paced ? &side : nullptr;
+    return h_->prompt ? nullptr : &side;
 }
 
 // The holder of a side's lock sleeps on the other side's commit word.
@@ -454,7 +452,6 @@ ChannelCore ChannelCore::mproc_import(HandleReader& r, DescriptorPtr link) {
         throw SerializationError("queue handle's segment is smaller than its ring");
     c.seg_ = std::move(seg);
     c.spin_ = std::make_shared<SpinState>();
-    c.spin_->paced = h->prompt == 0;
     c.h_ = h;
     c.data_ = p + kDataOffset;
     c.spill_send_ = r.descriptor();

@@ -36,7 +36,6 @@ struct RingHeader {
     std::uint64_t capacity;
     std::uint64_t maxsize;
     std::uint32_t prompt;  // ChannelCore::Pace::prompt: readers look at once (ring_wait.hpp)
-    std::uint32_t reserved;
 
     // Each group on cache lines of its own, so that a side's own lock and
     // cached view never travel to the other CPU: what one side writes and

@@ -47,6 +47,15 @@ inline constexpr std::uint64_t kMaxPaceNs = 3000;
 /// Below this pace one commit found at the first look is a stream too.
 inline constexpr std::uint64_t kMinPaceNs = 100;
 
+/// The two limits in pauses, measured once per process.
+struct PaceLimits {
+    unsigned min, max;
+    static const PaceLimits& get() noexcept {
+        static const PaceLimits limits{os::pauses_for_ns(kMinPaceNs), os::pauses_for_ns(kMaxPaceNs)};
+        return limits;
+    }
+};
+
 /// The adaptive spin, then the wait proper, for one side of one end.
 ///
 /// The spin adapts per channel end (in this process): a spin that caught the
@@ -92,8 +101,9 @@ bool spin_then_wait(WaitWord& word, const std::atomic<std::uint64_t>& woken_at,
         grow();
         if (pace) {
             const std::uint32_t moved = (word.state() - before) & WaitWord::kStateMask;
-            const bool faster = looks == 1 && (moved > 1 || first < os::pauses_for_ns(kMinPaceNs));
-            pace->store(faster ? std::min(os::pauses_for_ns(kMaxPaceNs), first * 2) : std::max(1u, first / 2),
+            const PaceLimits& limit = PaceLimits::get();
+            const bool faster = looks == 1 && (moved > 1 || first < limit.min);
+            pace->store(faster ? std::min(limit.max, first * 2) : std::max(1u, first / 2),
                         std::memory_order_relaxed);
         }
         return true;

@@ -162,24 +162,11 @@ std::uint64_t lock_spin_budget_ns() noexcept;
 unsigned pauses_for_ns(std::uint64_t ns) noexcept;
 std::uint64_t monotonic_ns() noexcept;
 
-/// Spins until ready() or the budget runs out; returns ready()'s last value.
-template <class Ready>
-bool spin_until(Ready&& ready, std::uint64_t budget_ns) {
-    if (ready()) return true;
-    if (budget_ns == 0) return false;
-    const std::uint64_t start = monotonic_ns();
-    for (unsigned i = 1;; ++i) {
-        cpu_relax();
-        if (ready()) return true;
-        if ((i & 31) == 0 && monotonic_ns() - start >= budget_ns) return false;
-    }
-}
-
-/// spin_until for a reader of a line that another CPU is writing: the
-/// first look comes after `first_pauses` pauses, the next after each pause.
-/// Each look takes the line from its writer, so a reader that looks later
-/// lets the writer batch what it writes. Returns the looks it took, 0 when
-/// the budget ran out first.
+/// Spins until ready() or `budget_ns` runs out: the first look comes after
+/// `first_pauses` pauses, the next after each pause. Returns the looks it
+/// took, 0 when the budget ran out first. For a reader of a line another
+/// CPU is writing: each look takes the line from its writer, so a reader
+/// that looks later lets the writer batch what it writes.
 template <class Ready>
 unsigned spin_paced(Ready&& ready, std::uint64_t budget_ns, unsigned first_pauses) {
     if (budget_ns == 0) return 0;
@@ -190,6 +177,12 @@ unsigned spin_paced(Ready&& ready, std::uint64_t budget_ns, unsigned first_pause
         if ((i & 31) == 0 && monotonic_ns() - start >= budget_ns) return 0;
         cpu_relax();
     }
+}
+
+/// Spins until ready() or the budget runs out; returns ready()'s last value.
+template <class Ready>
+bool spin_until(Ready&& ready, std::uint64_t budget_ns) {
+    return ready() || spin_paced(ready, budget_ns, 0) != 0;
 }
 
 // ---- robust process-shared mutex ----------------------------------------

@@ -166,7 +166,6 @@ private:
         std::atomic<std::uint32_t> space_ns;
         std::atomic<std::uint32_t> data_pace{1};
         std::atomic<std::uint32_t> space_pace{1};
-        bool paced = true;
         std::atomic<std::uint32_t> puts{0};
     };
     std::shared_ptr<SpinState> spin_;
