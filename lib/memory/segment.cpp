@@ -10,6 +10,7 @@
 #include "memory/mapping.hpp"
 #include "mproc/errors.hpp"
 #include "os/os.hpp"
+#include "os/process.hpp"
 
 namespace mproc::detail {
 
@@ -18,6 +19,9 @@ namespace {
 // fd -> mapping already made in this process, so that importing several
 // handles that share one segment maps it once.
 struct Registry {
+    // One import at a time, so two threads never adopt the same fd twice.
+    // Taken before `mu`.
+    std::mutex import_mu;
     std::mutex mu;
     std::map<int, std::weak_ptr<Segment>> by_fd;
     // (dev, inode) -> mapping, for handles that arrive without their fd.
@@ -26,9 +30,19 @@ struct Registry {
 };
 
 Registry& registry() {
-    static Registry* r = new Registry;  // never destroyed: used from atexit paths
+    static Registry* r = [] {
+        auto* reg = new Registry;  // never destroyed: used from atexit paths
+        // A pool's watcher thread forks replacement workers while other
+        // threads make and import segments; a child given a held copy
+        // would hang at its first handle.
+        os::hold_across_fork(reg->import_mu, os::kForkRankImport);
+        os::hold_across_fork(reg->mu, os::kForkRankSegments);
+        return reg;
+    }();
     return *r;
 }
+// Registered before main, not at the first segment: see hold_across_fork.
+const bool g_registry_ready = (registry(), true);
 
 thread_local HandleExportScope* t_scope = nullptr;
 
@@ -194,10 +208,8 @@ std::pair<SegmentPtr, std::byte*> HandleReader::segment(std::size_t bytes) {
     if (next_ref_ >= refs_.size()) throw SerializationError("handle is missing a segment reference");
     const HandleRef& ref = refs_[next_ref_++];
     if (ref.size == 0) throw SerializationError("handle has a descriptor where a segment belongs");
-    // One import at a time, so two threads never adopt the same fd twice.
-    static std::mutex import_mu;
-    std::lock_guard<std::mutex> one_at_a_time(import_mu);
     Registry& r = registry();
+    std::lock_guard<std::mutex> one_at_a_time(r.import_mu);
     SegmentPtr seg;
     if (auto id = same_file(ref)) {
         {
@@ -238,10 +250,9 @@ DescriptorPtr HandleReader::descriptor() {
     const HandleRef& ref = refs_[next_ref_++];
     if (ref.size != 0) throw SerializationError("handle has a segment where a descriptor belongs");
     if (!same_file(ref)) throw_not_held(ref);
-    static std::mutex import_mu;
-    std::lock_guard<std::mutex> one_at_a_time(import_mu);
+    Registry& r = registry();
+    std::lock_guard<std::mutex> one_at_a_time(r.import_mu);
     {
-        Registry& r = registry();
         std::lock_guard<std::mutex> g(r.mu);
         auto it = r.descriptors.find(ref.fd);
         if (it != r.descriptors.end())

@@ -74,14 +74,12 @@ struct ExitRegistration {
 // uncontended lock.
 struct ForkRegistration {
     ForkRegistration() {
-        os::at_fork([] { client().mu.lock(); }, [] { client().mu.unlock(); },
-                    [] {
-                        Client& c = client();
-                        c.sock.reset();  // the parent's tracker is the parent's
-                        c.pid = 0;
-                        c.names.clear();
-                        c.mu.unlock();
-                    });
+        os::hold_across_fork(client().mu, os::kForkRankLeaf, [] {
+            Client& c = client();
+            c.sock.reset();  // the parent's tracker is the parent's
+            c.pid = 0;
+            c.names.clear();
+        });
     }
 } g_fork_registration;
 

@@ -1,6 +1,7 @@
 // The os layer's process calls. See process.hpp.
 #include "os/process.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdio>
@@ -8,6 +9,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include <fcntl.h>
 #include <sched.h>
@@ -80,6 +82,51 @@ void exit_now(int code) noexcept {
 
 void at_fork(void (*prepare)(), void (*parent)(), void (*child)()) {
     if (int e = ::pthread_atfork(prepare, parent, child)) throw_errno("pthread_atfork", {}, e);
+}
+
+namespace {
+struct ForkLock {
+    std::mutex* m;
+    int rank;
+    void (*in_child)();
+};
+struct ForkLocks {
+    std::mutex mu;                // the list; held across fork too
+    std::vector<ForkLock> locks;  // ascending rank
+};
+ForkLocks& fork_locks();
+
+void take_fork_locks() {
+    ForkLocks& fl = fork_locks();
+    fl.mu.lock();
+    for (ForkLock& k : fl.locks) k.m->lock();
+}
+void release_fork_locks() {
+    ForkLocks& fl = fork_locks();
+    for (auto it = fl.locks.rbegin(); it != fl.locks.rend(); ++it) it->m->unlock();
+    fl.mu.unlock();
+}
+void release_fork_locks_in_child() {
+    for (ForkLock& k : fork_locks().locks)
+        if (k.in_child) k.in_child();
+    release_fork_locks();
+}
+
+ForkLocks& fork_locks() {
+    static ForkLocks* f = [] {
+        auto* l = new ForkLocks;  // never destroyed: forks may come from exit paths
+        at_fork(take_fork_locks, release_fork_locks, release_fork_locks_in_child);
+        return l;
+    }();
+    return *f;
+}
+}  // namespace
+
+void hold_across_fork(std::mutex& m, int rank, void (*in_child)()) {
+    ForkLocks& fl = fork_locks();
+    std::lock_guard<std::mutex> g(fl.mu);
+    auto at = std::find_if(fl.locks.begin(), fl.locks.end(), [&](const ForkLock& k) { return k.rank > rank; });
+    fl.locks.insert(at, ForkLock{&m, rank, in_child});
 }
 
 void call_on_exit(void (*fn)(int status, void* arg), void* arg) {

@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -39,6 +40,24 @@ pid_t spawn(const char* path, char* const argv[], char* const envp[],
 /// pthread_atfork(3): handlers that run around every fork() of this process
 /// (not around _Fork or posix_spawn).
 void at_fork(void (*prepare)(), void (*parent)(), void (*child)());
+/// A process-local mutex that fork() must never copy held. A thread that
+/// forks while another holds such a mutex would give the child a copy that
+/// no thread of the child will ever unlock; the child's first lock of it
+/// then hangs (a pool worker forked by the watcher thread while the main
+/// thread registered a segment did). Every fork() of this process takes
+/// every registered mutex first, in ascending `rank`, and both sides release
+/// them after, the child after running `in_child` (nullptr: nothing) under
+/// them. A mutex taken while another registered one is held needs the
+/// higher rank (ForkRank). Register before the mutex is first used, e.g.
+/// where it is created; registrations are never undone (use it for mutexes
+/// that live as long as the process).
+enum ForkRank : int {
+    kForkRankLog = 10,       // the log's state (creates its ring: a segment)
+    kForkRankImport = 20,    // one handle import at a time (registers segments)
+    kForkRankSegments = 30,  // the segment and descriptor registry
+    kForkRankLeaf = 40,      // mutexes under which no registered one is taken
+};
+void hold_across_fork(std::mutex& m, int rank, void (*in_child)() = nullptr);
 /// on_exit(3): `fn` runs at exit() with the exit status, before the
 /// handlers registered earlier (atexit's order).
 void call_on_exit(void (*fn)(int status, void* arg), void* arg);

@@ -60,7 +60,7 @@ struct LogState {
 LogState& state() {
     static LogState* s = [] {
         auto* st = new LogState;  // never destroyed: workers log until exit
-        os::at_fork([] { state().mu.lock(); }, [] { state().mu.unlock(); }, [] { state().mu.unlock(); });
+        os::hold_across_fork(st->mu, os::kForkRankLog);
         return st;
     }();
     return *s;

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "mproc/errors.hpp"
+#include "os/process.hpp"
 
 namespace mproc {
 namespace detail {
@@ -67,9 +68,14 @@ Registry* make_registry() {
 }
 
 Registry& registry() {
-    static Registry* r = make_registry();
+    static Registry* r = [] {
+        Registry* reg = make_registry();
+        os::hold_across_fork(reg->mu, os::kForkRankLeaf);  // a forked child throws too
+        return reg;
+    }();
     return *r;
 }
+const bool g_registry_ready = (registry(), true);  // registered before main
 
 }  // namespace
 

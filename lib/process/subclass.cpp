@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "os/os.hpp"
+#include "os/process.hpp"
 #include "process/internal.hpp"
 
 namespace mproc::detail {
@@ -25,9 +26,14 @@ struct Classes {
 };
 
 Classes& classes() {
-    static auto* c = new Classes;  // never destroyed
+    static auto* c = [] {
+        auto* cl = new Classes;  // never destroyed
+        os::hold_across_fork(cl->mu, os::kForkRankLeaf);  // a forked child starts processes too
+        return cl;
+    }();
     return *c;
 }
+const bool g_classes_ready = (classes(), true);  // registered before main
 
 ProcessClass find_class(const std::string& name) {
     Classes& c = classes();
