@@ -116,7 +116,7 @@ DictTable* DictView::rebuild(DictTable* old) {
     return t;
 }
 
-void DictView::put(std::uint64_t hash, Bytes key, BlockGuard& e) {
+std::uint64_t DictView::put(std::uint64_t hash, Bytes key, BlockGuard& e) {
     DictTable* t = table();
     Probe p{};
     if (t) {
@@ -126,8 +126,7 @@ void DictView::put(std::uint64_t hash, Bytes key, BlockGuard& e) {
             const std::uint64_t old = load(at);
             store(at, e.release());  // publishes the new value
             os::fault_point("dict.replace.published");
-            heap_.free(old);
-            return;
+            return old;
         }
     }
     // Room for one more slot: used + deleted slots stay under half the index.
@@ -143,6 +142,7 @@ void DictView::put(std::uint64_t hash, Bytes key, BlockGuard& e) {
     store(t->live, load(t->live) + 1);
     os::fault_point("dict.insert.unpublished");
     store(t->used, pos + 1);  // publishes it
+    return 0;
 }
 
 std::uint64_t DictView::remove(std::uint64_t hash, Bytes key) noexcept {
@@ -213,13 +213,14 @@ void recover_dict(const Target& t) { DictView(t.heap, t.state<DictState>()).reco
 
 void dict_rewrite(const Target& t, Bytes key, const Rewriter& rewrite) {
     const std::uint64_t hash = hash_bytes(key);
+    BlockGuard replaced(t.heap, 0);
     Locked g(t, recover_dict);
     DictView d(t.heap, t.state<DictState>());
     const std::uint64_t e = d.find(hash, key);
     const Bytes now = e ? t.heap.entry_value(e) : Bytes();
     const Bytes next = rewrite(e ? &now : nullptr);
     BlockGuard made(t.heap, t.heap.make_entry(hash, key, next));
-    d.put(hash, key, made);
+    replaced.reset(d.put(hash, key, made));
 }
 
 // ---- the dict operations ------------------------------------------------------
@@ -237,7 +238,8 @@ std::uint64_t impl::dict_size(const Target& t) { return Dict(t).view.size(); }
 void impl::dict_set(const Target& t, Bytes key, Bytes value) {
     const std::uint64_t hash = hash_bytes(key);
     BlockGuard e(t.heap, t.heap.make_entry(hash, key, value));
-    Dict(t).view.put(hash, key, e);
+    // Freed after the Dict temporary (and its lock) is gone.
+    BlockGuard replaced(t.heap, Dict(t).view.put(hash, key, e));
 }
 
 bool impl::dict_get(const Target& t, Bytes key, Sink value) {
@@ -280,7 +282,7 @@ bool impl::dict_setdefault(const Target& t, Bytes key, Bytes value, Sink stored)
     }
     BlockGuard e(t.heap, t.heap.make_entry(hash, key, value));
     const std::uint64_t off = e.get();
-    d.view.put(hash, key, e);
+    t.heap.free(d.view.put(hash, key, e));  // 0: the key was absent
     stored(t.heap.entry_value(off));
     return true;
 }
@@ -299,7 +301,7 @@ void impl::dict_update(const Target& t, BytesList keys, BytesList values) {
         ~FreeUnused() {
             for (std::uint64_t e : v) heap.free(e);
         }
-    } unused{t.heap, made};
+    } unused{t.heap, made};  // after the lock: the replaced ones too
     for (std::size_t i = 0; i < keys.size(); ++i) {
         hashes[i] = hash_bytes(keys[i]);
         made.push_back(t.heap.make_entry(hashes[i], keys[i], values[i]));
@@ -307,7 +309,7 @@ void impl::dict_update(const Target& t, BytesList keys, BytesList values) {
     Dict d(t);
     for (std::size_t i = 0; i < keys.size(); ++i) {
         BlockGuard e(t.heap, std::exchange(made[i], 0));
-        d.view.put(hashes[i], keys[i], e);
+        made[i] = d.view.put(hashes[i], keys[i], e);
     }
 }
 
@@ -342,6 +344,7 @@ void impl::dict_popitem(const Target& t, Sink key_then_value) {
 bool impl::dict_cas(const Target& t, Bytes key, bool present, Bytes expected, Bytes value, Sink now) {
     const std::uint64_t hash = hash_bytes(key);
     BlockGuard made(t.heap, t.heap.make_entry(hash, key, value));
+    BlockGuard replaced(t.heap, 0);
     Dict d(t);
     const std::uint64_t e = d.view.find(hash, key);
     const bool match = present ? (e != 0 && same_bytes(t.heap.entry_value(e), expected)) : e == 0;
@@ -349,7 +352,7 @@ bool impl::dict_cas(const Target& t, Bytes key, bool present, Bytes expected, By
         if (e) now(t.heap.entry_value(e));
         return false;
     }
-    d.view.put(hash, key, made);
+    replaced.reset(d.view.put(hash, key, made));
     return true;
 }
 

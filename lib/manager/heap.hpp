@@ -117,7 +117,9 @@ private:
     int fd_;
 };
 
-/// Frees a block made outside the lock unless the operation publishes it.
+/// Frees a block made outside the lock unless the operation publishes it,
+/// or a block an operation unlinked, once the lock is let go (declared
+/// before the lock, it is destroyed after it).
 class BlockGuard {
 public:
     BlockGuard(const Heap& heap, std::uint64_t off) noexcept : heap_(heap), off_(off) {}
@@ -127,6 +129,8 @@ public:
     std::uint64_t get() const noexcept { return off_; }
     /// The block is published now: keep it.
     std::uint64_t release() noexcept { return std::exchange(off_, 0); }
+    /// Frees the block held so far and holds `off` instead.
+    void reset(std::uint64_t off) noexcept { heap_.free(std::exchange(off_, off)); }
 
 private:
     const Heap& heap_;

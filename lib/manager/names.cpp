@@ -99,8 +99,9 @@ void impl::publish(const Target& t, Bytes name, ObjectId object) {
     const Published rec{static_cast<std::uint64_t>(object), o->type_tag, static_cast<std::uint32_t>(o->kind), 0};
     const std::uint64_t hash = hash_bytes(name);
     BlockGuard e(t.heap, t.heap.make_entry(hash, name, std::as_bytes(std::span<const Published, 1>(&rec, 1))));
+    BlockGuard replaced(t.heap, 0);
     Locked g(t, recover_names);
-    DictView(t.heap, t.state<ManagerState>().names).put(hash, name, e);
+    replaced.reset(DictView(t.heap, t.state<ManagerState>().names).put(hash, name, e));
 }
 
 ObjectId impl::lookup(const Target& t, Bytes name, Kind kind, std::uint64_t type_tag) {
