@@ -52,24 +52,36 @@ std::uint64_t Heap::payload_capacity(std::uint64_t off) const noexcept {
     return (std::uint64_t{1} << at<BlockHeader>(off - sizeof(BlockHeader))->cls) - sizeof(BlockHeader);
 }
 
-std::uint64_t Heap::alloc(std::uint64_t payload) const {
-    if (payload > h_->reserve) out_of_memory(payload);
-    const unsigned k = class_of(payload + sizeof(BlockHeader));
-    if (k >= kClasses) out_of_memory(payload);
-    std::atomic<std::uint64_t>& head = h_->free_head[k];
+namespace {
+
+/// The stripe of free lists for the CPU this thread runs on now.
+unsigned my_stripe() noexcept { return os::current_cpu() % kStripes; }
+
+/// Pops a block of class k from `head`, or 0 if the list is empty.
+std::uint64_t pop(const Heap& heap, std::atomic<std::uint64_t>& head) noexcept {
     std::uint64_t cur = head.load(std::memory_order_acquire);
-    std::uint64_t block = 0;
     while ((cur & kOffMask) != 0) {
         const std::uint64_t b = (cur & kOffMask) << 4;
         // The block may be taken and reused meanwhile: then this read is
         // garbage and the tag makes the CAS fail.
-        const std::uint64_t next = std::atomic_ref<std::uint64_t>(at<BlockHeader>(b)->next).load(std::memory_order_relaxed);
+        const std::uint64_t next =
+            std::atomic_ref<std::uint64_t>(heap.at<BlockHeader>(b)->next).load(std::memory_order_relaxed);
         const std::uint64_t tagged = (((cur >> kOffBits) + 1) << kOffBits) | (next & kOffMask);
-        if (head.compare_exchange_weak(cur, tagged, std::memory_order_acquire, std::memory_order_acquire)) {
-            block = b;
-            break;
-        }
+        if (head.compare_exchange_weak(cur, tagged, std::memory_order_acquire, std::memory_order_acquire)) return b;
     }
+    return 0;
+}
+
+}  // namespace
+
+std::uint64_t Heap::alloc(std::uint64_t payload) const {
+    if (payload > h_->reserve) out_of_memory(payload);
+    const unsigned k = class_of(payload + sizeof(BlockHeader));
+    if (k >= kClasses) out_of_memory(payload);
+    const unsigned mine = my_stripe();
+    std::uint64_t block = 0;
+    for (unsigned i = 0; i < kStripes && block == 0; ++i)
+        block = pop(*this, h_->stripe[(mine + i) % kStripes].head[k]);
     const std::uint64_t size = std::uint64_t{1} << k;
     if (block == 0) {
         std::uint64_t b = h_->bump.load(std::memory_order_relaxed);
@@ -83,7 +95,7 @@ std::uint64_t Heap::alloc(std::uint64_t payload) const {
     auto* bh = at<BlockHeader>(block);
     bh->magic = kBlockMagic;
     bh->cls = k;
-    h_->used.fetch_add(size, std::memory_order_relaxed);
+    h_->stripe[mine].used.fetch_add(static_cast<std::int64_t>(size), std::memory_order_relaxed);
     return block + sizeof(BlockHeader);
 }
 
@@ -93,7 +105,8 @@ void Heap::free(std::uint64_t payload_off) const noexcept {
     auto* bh = at<BlockHeader>(block);
     if (bh->magic != kBlockMagic || bh->cls < kMinClass || bh->cls >= kClasses) return;  // never seen; leak
     const unsigned k = bh->cls;
-    std::atomic<std::uint64_t>& head = h_->free_head[k];
+    FreeLists& lists = h_->stripe[my_stripe()];
+    std::atomic<std::uint64_t>& head = lists.head[k];
     std::atomic_ref<std::uint64_t> next(bh->next);
     std::uint64_t cur = head.load(std::memory_order_relaxed);
     std::uint64_t tagged;
@@ -101,7 +114,7 @@ void Heap::free(std::uint64_t payload_off) const noexcept {
         next.store(cur & kOffMask, std::memory_order_relaxed);
         tagged = (((cur >> kOffBits) + 1) << kOffBits) | (block >> 4);
     } while (!head.compare_exchange_weak(cur, tagged, std::memory_order_release, std::memory_order_relaxed));
-    h_->used.fetch_sub(std::uint64_t{1} << k, std::memory_order_relaxed);
+    lists.used.fetch_sub(static_cast<std::int64_t>(std::uint64_t{1} << k), std::memory_order_relaxed);
 }
 
 void Heap::ensure_committed(std::uint64_t end) const {
@@ -125,7 +138,7 @@ void Heap::ensure_committed(std::uint64_t end) const {
 
 void Heap::out_of_memory(std::uint64_t payload) const {
     throw Error("mproc::Manager is out of memory: a block of " + std::to_string(payload) +
-                " bytes does not fit in its heap of " + mib(h_->reserve) + " (" + mib(h_->used.load()) +
+                " bytes does not fit in its heap of " + mib(h_->reserve) + " (" + mib(h_->used()) +
                 " in use). Create the Manager with a larger ManagerOptions::max_bytes.");
 }
 

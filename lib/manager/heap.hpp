@@ -10,6 +10,16 @@
 // allocator step is one CAS, so a process killed inside the allocator loses
 // at most the block it was taking or giving back, never the heap.
 //
+// The free lists come in stripes, one per group of CPUs, each on cache
+// lines of its own: a block is given back to the stripe of the CPU the
+// caller runs on and taken from it first (then from the others, then from
+// the bump pointer). Two processes replacing entries of one dict on two
+// CPUs then never write the same list head; with one set of lists every
+// alloc and free took that line from the other CPU (bench_manager, 2-CPU
+// VM, 2 processes setting and getting on one dict: 2.9 M ops/s so, 3.4 M
+// striped; on a dict each, 5.1 M so, 10.9 M striped). Which CPU is only a
+// hint: a caller moved meanwhile merely touches another stripe.
+//
 // Offsets, never pointers: every process maps the heap at its own address.
 // Offset 0 is "none".
 //
@@ -37,23 +47,38 @@ namespace mproc::detail::mgr {
 using Bytes = std::span<const std::byte>;
 
 inline constexpr std::uint64_t kHeapMagic = 0x50414548434f524dull;   // "MROCHEAP"
-inline constexpr std::uint64_t kHeapStart = 1024;                    // after the header
+inline constexpr std::uint64_t kHeapStart = 4096;                    // after the header
 inline constexpr unsigned kClasses = 48;
 inline constexpr unsigned kDirectoryChunks = 40;
+inline constexpr unsigned kStripes = 8;
+
+/// One stripe of free lists: a head per class, and the bytes allocated
+/// less those freed through this stripe (negative when blocks were taken
+/// from one stripe and given back to another; the heap's use is the sum).
+struct alignas(64) FreeLists {
+    std::atomic<std::uint64_t> head[kClasses];
+    std::atomic<std::int64_t> used;
+};
 
 struct HeapHeader {
     std::uint64_t magic;
     std::uint64_t reserve;                  // bytes of address space (the memfd's size)
     std::atomic<std::uint64_t> committed;   // bytes backed by fallocate
     std::atomic<std::uint64_t> bump;        // first never-allocated byte
-    std::atomic<std::uint64_t> used;        // bytes in allocated blocks
     std::atomic<std::uint32_t> shut;        // 1 once the manager shut down
     std::uint32_t pad;
     // The object directory (object.cpp): ids handed out so far, and chunk
     // k holding the offsets of ids [64 (2^k - 1), 64 (2^(k+1) - 1)).
     std::atomic<std::uint64_t> next_id;
     std::atomic<std::uint64_t> directory[kDirectoryChunks];
-    std::atomic<std::uint64_t> free_head[kClasses];
+    FreeLists stripe[kStripes];
+
+    /// Bytes in allocated blocks.
+    std::uint64_t used() const noexcept {
+        std::int64_t n = 0;
+        for (const FreeLists& s : stripe) n += s.used.load(std::memory_order_relaxed);
+        return n > 0 ? static_cast<std::uint64_t>(n) : 0;
+    }
 };
 static_assert(sizeof(HeapHeader) <= kHeapStart);
 

@@ -14,7 +14,7 @@ std::optional<HeapView> inspect_heap(std::span<const std::byte> header, std::uin
     HeapView v;
     v.max_bytes = h->reserve;
     v.committed_bytes = h->committed.load(std::memory_order_relaxed);
-    v.used_bytes = h->used.load(std::memory_order_relaxed);
+    v.used_bytes = h->used();
     v.objects = h->next_id.load(std::memory_order_relaxed);
     v.shut_down = h->shut.load(std::memory_order_relaxed) != 0;
     return v;

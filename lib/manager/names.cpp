@@ -168,7 +168,7 @@ namespace {
 const mgr::HeapHeader& header_of(const SegmentPtr& seg) { return *reinterpret_cast<const mgr::HeapHeader*>(seg->data()); }
 }  // namespace
 
-std::size_t SharedHeap::used_bytes() const { return header_of(seg_).used.load(std::memory_order_relaxed); }
+std::size_t SharedHeap::used_bytes() const { return header_of(seg_).used(); }
 std::size_t SharedHeap::committed_bytes() const { return header_of(seg_).committed.load(std::memory_order_relaxed); }
 std::size_t SharedHeap::max_bytes() const { return header_of(seg_).reserve; }
 

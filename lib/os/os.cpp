@@ -507,6 +507,11 @@ pid_t tid() noexcept {
     return t;
 }
 
+unsigned current_cpu() noexcept {
+    const int c = ::sched_getcpu();
+    return c < 0 ? 0u : static_cast<unsigned>(c);
+}
+
 namespace {
 struct AtForkRegistration {
     AtForkRegistration() {

@@ -238,6 +238,10 @@ bool robust_mutex_has_lock_pi2() noexcept;
 
 pid_t pid() noexcept;   // getpid(), cached and refreshed after fork
 pid_t tid() noexcept;   // gettid(), cached per thread and refreshed after fork
+/// The CPU this thread runs on now (sched_getcpu; glibc reads it from the
+/// thread's rseq area, no system call), 0 if unknown. A hint for picking
+/// per-CPU state: the thread may be moved at any moment.
+unsigned current_cpu() noexcept;
 
 // ---- processes ----------------------------------------------------------
 
