@@ -116,13 +116,9 @@ int main(int argc, char** argv) {
             par.push_back(bench::seconds_since(t0));
             effs.push_back(8 * one.back() / (par.back() * ex.num_workers()));
         }
-        auto median = [](std::vector<double> v) {
-            std::sort(v.begin(), v.end());
-            return v[v.size() / 2];
-        };
-        t1 = median(one);
-        tpar = median(par);
-        eff = median(effs);
+        t1 = bench::median(one);
+        tpar = bench::median(par);
+        eff = bench::median(effs);
         std::printf("fib(34) x 8 on %d workers (%d cores): %.3f s; one fib(34) alone on a worker %.3f s; "
                     "parallel efficiency %.0f%%\n",
                     ex.num_workers(), cores, tpar, t1, eff * 100);

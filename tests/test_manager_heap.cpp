@@ -43,15 +43,20 @@ std::pair<int, int> two_stripes() {
     return {-1, -1};
 }
 
+/// Binds the calling thread to `cpu`; true if it now runs there.
+bool bind_to(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return ::pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0 && sched_getcpu() == cpu;
+}
+
 /// Runs f on a thread bound to `cpu`; false if it could not be bound.
 template <class F>
 bool on_cpu(int cpu, F&& f) {
     bool bound = false;
     std::thread t([&] {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        CPU_SET(cpu, &set);
-        bound = ::pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0 && sched_getcpu() == cpu;
+        bound = bind_to(cpu);
         if (bound) f();
     });
     t.join();
@@ -108,22 +113,17 @@ TEST_CASE("Manager heap: threads on different CPUs hand blocks to each other, no
     std::vector<std::thread> ts;
     for (int t = 0; t < kThreads; ++t)
         ts.emplace_back([&, t] {
-            cpu_set_t set;
-            CPU_ZERO(&set);
-            CPU_SET(cpus[static_cast<std::size_t>(t) % cpus.size()], &set);
-            ::pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+            (void)bind_to(cpus[static_cast<std::size_t>(t) % cpus.size()]);  // unbound still races
+            auto size = [](int r, int i) { return 8 + static_cast<std::uint64_t>((r * 7 + i * 13) % 200); };
             for (int r = 0; r < kRounds; ++r) {
                 std::uint64_t mine[kBatch];
                 for (int i = 0; i < kBatch; ++i) {
-                    const std::uint64_t n = 8 + static_cast<std::uint64_t>((r * 7 + i * 13) % 200);
-                    mine[i] = heap.alloc(n);
-                    std::memset(heap.at(mine[i]), t + 1, n);
-                    const auto* p = heap.at<unsigned char>(mine[i]);
-                    if (p[0] != t + 1 || p[n - 1] != t + 1) ++bad;
+                    mine[i] = heap.alloc(size(r, i));
+                    std::memset(heap.at(mine[i]), t + 1, size(r, i));
                 }
                 // Each block holds only this thread's bytes until it is let go.
                 for (int i = 0; i < kBatch; ++i) {
-                    const std::uint64_t n = 8 + static_cast<std::uint64_t>((r * 7 + i * 13) % 200);
+                    const std::uint64_t n = size(r, i);
                     const auto* p = heap.at<unsigned char>(mine[i]);
                     for (std::uint64_t j = 0; j < n; ++j)
                         if (p[j] != t + 1) {

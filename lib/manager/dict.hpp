@@ -43,8 +43,9 @@ public:
     /// Stores entry `e` (made with this hash and key), replacing the key's
     /// entry if it has one or appending it (last in order). Returns the
     /// entry it replaced (0 if none): unlinked, for the caller to free once
-    /// it has let go of the lock (a Retired), so that the lock is held for
-    /// the table's stores only, not for the allocator's.
+    /// it has let go of the lock (a BlockGuard declared before the lock),
+    /// so that the lock is held for the table's stores only, not for the
+    /// allocator's.
     [[nodiscard]] std::uint64_t put(std::uint64_t hash, Bytes key, BlockGuard& e);
     /// Unlinks key's entry and returns it (the caller frees it), or 0.
     std::uint64_t remove(std::uint64_t hash, Bytes key) noexcept;
