@@ -37,8 +37,8 @@ std::optional<RingView> inspect_ring(std::span<const std::byte> header, std::uin
     v.bytes_used = used <= cap ? used : 0;  // a torn look: say nothing
     if (v.joinable) v.unfinished = (published - h->done.state()) & kCountMask;
 
-    const os::MutexSnapshot rl = os::robust_mutex_snapshot(&h->rlock);
-    const os::MutexSnapshot wl = os::robust_mutex_snapshot(&h->wlock);
+    const os::MutexSnapshot rl = h->rlock.snapshot();
+    const os::MutexSnapshot wl = h->wlock.snapshot();
     v.reader_tid = rl.owner_tid;
     v.reader_asleep = rl.owner_tid != 0 && h->published.has_sleepers();
     v.readers_queued = rl.waiters;

@@ -38,9 +38,9 @@ constexpr std::size_t round8(std::size_t n) { return (n + 7) & ~std::size_t{7}; 
 const os::Deadline& dl(const void* p) { return *static_cast<const os::Deadline*>(p); }
 
 struct LockGuard {
-    pthread_mutex_t* m;
+    OwnerLock* m;
     ~LockGuard() {
-        if (m) os::robust_mutex_unlock(m);
+        if (m) m->unlock();
     }
 };
 
@@ -48,8 +48,8 @@ struct LockGuard {
 // commit is one step); one that died between writing its state and
 // committing it is finished by the caller (finish_dead_writer/reader),
 // which checks on every acquisition: cheaper than telling the cases apart.
-bool lock_side(pthread_mutex_t* m, const os::Deadline& deadline, bool zero_timeout) {
-    os::LockStatus s = zero_timeout ? os::robust_mutex_trylock(m) : os::robust_mutex_lock(m, deadline);
+bool lock_side(OwnerLock* m, const os::Deadline& deadline, bool zero_timeout) {
+    const os::LockStatus s = zero_timeout ? m->try_lock() : m->lock(deadline);
     return s == os::LockStatus::acquired || s == os::LockStatus::owner_died;
 }
 
@@ -81,9 +81,6 @@ ChannelCore::ChannelCore(std::size_t capacity, std::size_t maxsize, Wait wait, D
     h_->maxsize = maxsize;
     h_->joinable = joinable ? 1 : 0;
     h_->prompt = pace == Pace::prompt ? 1 : 0;
-    os::robust_mutex_init(&h_->wlock, false);
-    os::robust_mutex_init(&h_->rlock, false);
-    os::robust_mutex_init(&h_->done_lock, false);
     h_->magic = kRingMagic;
     data_ = seg_->data() + kDataOffset;
 

@@ -10,8 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <pthread.h>
-
+#include "sync/owner_lock.hpp"
 #include "sync/waiter.hpp"
 
 namespace mproc::detail {
@@ -43,7 +42,7 @@ struct RingHeader {
     // line, so a look at the other side costs one line transfer, not two.
     //
     // Writers: their lock and their last look at the reader side.
-    alignas(64) pthread_mutex_t wlock;
+    alignas(64) OwnerLock wlock;
     std::atomic<std::uint64_t> cached_rstate{0};
     // Items published (mod 2^31): the writers' commit, what readers sleep
     // on; beside it what they wrote (count and byte position, the commit
@@ -53,7 +52,7 @@ struct RingHeader {
     std::atomic<std::uint64_t> data_woken_at{0};  // when a writer last woke a sleeper
 
     // Readers: their lock and their last look at the writer side.
-    alignas(64) pthread_mutex_t rlock;
+    alignas(64) OwnerLock rlock;
     std::atomic<std::uint32_t> cached_published{0};
     std::atomic<std::uint64_t> cached_wstate{0};
     // Items consumed (mod 2^31): the readers' commit, what writers sleep on;
@@ -68,7 +67,7 @@ struct RingHeader {
     // task_done commits under done_lock, so the check and the count are
     // one step for every death.
     alignas(64) WaitWord done;
-    pthread_mutex_t done_lock;
+    OwnerLock done_lock;
 };
 static_assert(sizeof(RingHeader) <= kDataOffset);
 

@@ -1,6 +1,7 @@
 // The os layer's memory, fd, time, futex and mutex calls. See os.hpp.
 #include "os/os.hpp"
 #include "os/fault.hpp"
+#include "os/procfs.hpp"
 
 #include <cerrno>
 #include <algorithm>
@@ -306,9 +307,6 @@ std::uint64_t lock_spin_budget_ns() noexcept {
 #define FUTEX_LOCK_PI2 13
 #endif
 
-// Yields a contended locker makes after its spin, before it sleeps.
-constexpr int kLockYields = 16;
-
 namespace {
 
 // What the kernel offers, probed once on a private word of our own:
@@ -490,6 +488,8 @@ std::atomic<pid_t> g_pid{0};
 __attribute__((tls_model("initial-exec"))) thread_local pid_t t_tid = 0;
 }  // namespace
 
+constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t identity_detail::cached = 0;
+
 pid_t pid() noexcept {
     // Cached: lock fast paths stay free of syscalls. The atfork handler
     // below refreshes it in a forked child.
@@ -507,6 +507,17 @@ pid_t tid() noexcept {
     return t;
 }
 
+void yield_cpu() noexcept { ::sched_yield(); }
+
+std::uint64_t identity_detail::fill() noexcept {
+    const pid_t t = tid();
+    const ThreadLook self = look_at_thread(t);
+    // Without /proc the start time is unknown: 0, and a waiter that cannot
+    // read ours either goes by kill(2) alone (see owner_lock.hpp).
+    return cached = (static_cast<std::uint64_t>(static_cast<std::uint32_t>(self.start_ticks)) << 32) |
+                    static_cast<std::uint32_t>(t);
+}
+
 unsigned current_cpu() noexcept {
     const int c = ::sched_getcpu();
     return c < 0 ? 0u : static_cast<unsigned>(c);
@@ -519,6 +530,7 @@ struct AtForkRegistration {
         ::pthread_atfork(nullptr, nullptr, [] {
             g_pid.store(::getpid(), std::memory_order_relaxed);
             t_tid = 0;
+            identity_detail::cached = 0;
         });
     }
 } g_atfork;

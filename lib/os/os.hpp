@@ -144,6 +144,12 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+/// sched_yield(2): lets another runnable thread have this CPU.
+void yield_cpu() noexcept;
+/// How many times a lock waiter yields after its spin before it sleeps
+/// (see contended_lock in os.cpp for why).
+inline constexpr int kLockYields = 16;
+
 /// How long a waiter spins before it sleeps in the kernel, in nanoseconds.
 ///
 /// Measured on the 2-core development VM: a sleeping process takes ~25-45 us
@@ -238,6 +244,20 @@ bool robust_mutex_has_lock_pi2() noexcept;
 
 pid_t pid() noexcept;   // getpid(), cached and refreshed after fork
 pid_t tid() noexcept;   // gettid(), cached per thread and refreshed after fork
+/// This thread's name for a lock word that names its owner
+/// (sync/owner_lock.hpp): its tid in the low 32 bits and the low 32 bits
+/// of its start time (clock ticks after boot, look_at_thread()) in the
+/// high ones, so a thread id reused by the kernel names another thread.
+/// Cached per thread (one read of /proc the first time), refreshed after
+/// fork; inline, since each ring lock takes it.
+namespace identity_detail {
+extern constinit __attribute__((tls_model("initial-exec"))) thread_local std::uint64_t cached;
+std::uint64_t fill() noexcept;
+}  // namespace identity_detail
+inline std::uint64_t thread_identity() noexcept {
+    const std::uint64_t id = identity_detail::cached;
+    return __builtin_expect(id != 0, true) ? id : identity_detail::fill();
+}
 /// The CPU this thread runs on now (sched_getcpu; glibc reads it from the
 /// thread's rseq area, no system call), 0 if unknown. A hint for picking
 /// per-CPU state: the thread may be moved at any moment.

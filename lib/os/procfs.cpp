@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -158,6 +159,44 @@ ReadOnlyView& ReadOnlyView::operator=(ReadOnlyView&& o) noexcept {
 
 ReadOnlyView::~ReadOnlyView() {
     if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+}
+
+ThreadLook look_at_thread(pid_t tid) noexcept {
+    ThreadLook look;
+    if (tid <= 0) return look;
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", static_cast<int>(tid));
+    int f;
+    do f = ::open(path, O_RDONLY | O_CLOEXEC);
+    while (f < 0 && errno == EINTR);
+    if (f < 0) {
+        if (errno == ENOENT || errno == ESRCH) return look;
+        // Hidden from us: all that can be told is whether the id is in use.
+        if (::kill(tid, 0) == 0 || errno == EPERM) look.is = ThreadLook::Is::unknown;
+        return look;
+    }
+    char buf[1024];
+    ssize_t n;
+    do n = ::read(f, buf, sizeof buf - 1);
+    while (n < 0 && errno == EINTR);
+    ::close(f);
+    if (n <= 0) return look;  // it went away while we looked
+    buf[n] = '\0';
+    // "tid (comm) S ppid ...": the comm may hold anything, so fields are
+    // counted from the last ')'. The state is field 3, starttime field 22.
+    const char* p = std::strrchr(buf, ')');
+    if (!p || p[1] != ' ') return look;
+    p += 2;
+    const char state = *p;
+    if (state == 'Z' || state == 'X' || state == 'x') return look;  // exited: holds nothing
+    for (int field = 3; field < 22; ++field) {
+        p = std::strchr(p, ' ');
+        if (!p) return look;
+        ++p;
+    }
+    look.start_ticks = std::strtoull(p, nullptr, 10);
+    look.is = ThreadLook::Is::alive;
+    return look;
 }
 
 std::string read_text_file(const std::string& path) {

@@ -47,6 +47,18 @@ pid_t process_of_thread(pid_t tid);
 /// The parent of `pid`; 0 if gone.
 pid_t parent_of(pid_t pid);
 
+/// What /proc/<tid>/stat says of a thread id, for a lock whose word names
+/// its owner (sync/owner_lock.hpp). gone: no such thread, or a zombie (it
+/// holds nothing any more); alive: a thread with this id runs, started
+/// `start_ticks` clock ticks after boot (a thread id the kernel hands out
+/// again comes with a later start); unknown: /proc hides it (hidepid, no
+/// /proc), but kill(2) says the id is in use.
+struct ThreadLook {
+    enum class Is { gone, alive, unknown } is = Is::gone;
+    std::uint64_t start_ticks = 0;
+};
+ThreadLook look_at_thread(pid_t tid) noexcept;
+
 /// A read-only shared mapping of the first `size` bytes of another
 /// process's fd (/proc/pid/fd/N), or of nothing if it cannot be opened
 /// (gone, not allowed) or is smaller than `size`. Unmapped on destruction.

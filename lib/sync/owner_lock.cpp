@@ -1,0 +1,110 @@
+// The ring sides' lock. See owner_lock.hpp.
+#include "sync/owner_lock.hpp"
+
+#include <algorithm>
+#include <bit>
+
+#include "os/procfs.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+constexpr std::uint64_t kFirstSliceNs = 1'000'000;
+constexpr std::uint64_t kMaxSliceNs = 32'000'000;
+
+// Whether the thread named in a held word is dead (see owner_lock.hpp).
+bool owner_dead(std::uint64_t word, std::uint64_t tid_mask) noexcept {
+    const os::ThreadLook look = os::look_at_thread(static_cast<pid_t>(word & tid_mask));
+    switch (look.is) {
+        case os::ThreadLook::Is::gone: return true;
+        case os::ThreadLook::Is::unknown: return false;  // only kill(2) to go by: in use
+        case os::ThreadLook::Is::alive: break;
+    }
+    return static_cast<std::uint32_t>(look.start_ticks) != static_cast<std::uint32_t>(word >> 32);
+}
+
+// The sooner of the caller's deadline and the end of this slice.
+os::Deadline slice_end(const os::Deadline& deadline, std::uint64_t slice_ns) noexcept {
+    const os::Deadline slice = os::Deadline::after(Duration(static_cast<double>(slice_ns) * 1e-9));
+    if (deadline.is_never() || *deadline.remaining() > *slice.remaining()) return slice;
+    return deadline;
+}
+
+}  // namespace
+
+const std::atomic<std::uint32_t>* OwnerLock::low() const noexcept {
+    // The futex is the half that holds the tid and W.
+    const auto* p = reinterpret_cast<const std::atomic<std::uint32_t>*>(&word_);
+    return std::endian::native == std::endian::little ? p : p + 1;
+}
+
+void OwnerLock::wake_one() noexcept { os::futex_wake(low(), 1); }
+
+// From a word `seen` whose owner died, to `desired`; false if the owner
+// lives, or if the word changed (then `seen` is what it holds now).
+bool OwnerLock::take_from_dead(std::uint64_t& seen, std::uint64_t desired) {
+    if (seen == 0 || !owner_dead(seen, kTidMask)) return false;
+    std::uint64_t w = seen;
+    if (!word_.compare_exchange_strong(w, desired, std::memory_order_acquire, std::memory_order_relaxed)) {
+        seen = w;
+        return false;
+    }
+    os::fault_point("lock.acquired");
+    return true;
+}
+
+os::LockStatus OwnerLock::contended(std::uint64_t seen, const os::Deadline* deadline) {
+    const std::uint64_t me = os::thread_identity();
+    if ((seen & ~kWaiters) == me) return os::LockStatus::would_deadlock;
+    // Takes the lock if it is free; else leaves what it holds in `seen`.
+    auto take = [&](std::uint64_t desired) {
+        std::uint64_t w = word_.load(std::memory_order_relaxed);
+        if (w == 0 && word_.compare_exchange_strong(w, desired, std::memory_order_acquire,
+                                                    std::memory_order_relaxed)) {
+            os::fault_point("lock.acquired");
+            return true;
+        }
+        seen = w;
+        return false;
+    };
+    // A live owner lets go within the spin (a ring side is held for a few
+    // dozen instructions); one that has not is preempted, sleeping on the
+    // other side (a writer waiting for room), or dead.
+    if (os::spin_until([&] { return take(me); }, os::lock_spin_budget_ns())) return os::LockStatus::acquired;
+    if (!deadline) {
+        if (take_from_dead(seen, me | (seen & kWaiters))) return os::LockStatus::owner_died;
+        return take(me) ? os::LockStatus::acquired : os::LockStatus::timed_out;
+    }
+    // A preempted owner finishes sooner if we yield it the CPU.
+    for (int i = 0; i < os::kLockYields && !deadline->expired(); ++i) {
+        os::yield_cpu();
+        if (take(me)) return os::LockStatus::acquired;
+    }
+    // Sleep, flagged in W, in slices; look at the owner after each.
+    std::uint64_t slice = kFirstSliceNs;
+    for (;;) {
+        std::uint64_t w = word_.load(std::memory_order_relaxed);
+        if (w == 0) {
+            // Keep W: others may sleep still, and our unlock must wake them.
+            if (take(me | kWaiters)) return os::LockStatus::acquired;
+            continue;
+        }
+        if ((w & kWaiters) == 0) {
+            if (!word_.compare_exchange_weak(w, w | kWaiters, std::memory_order_relaxed)) continue;
+            w |= kWaiters;
+        }
+        if (deadline->expired()) {
+            seen = w;
+            return take_from_dead(seen, me | kWaiters) ? os::LockStatus::owner_died : os::LockStatus::timed_out;
+        }
+        if (os::futex_wait(low(), static_cast<std::uint32_t>(w), slice_end(*deadline, slice))) continue;
+        // A slice without a wake: is the owner still there?
+        seen = w;
+        if (word_.load(std::memory_order_relaxed) == w && take_from_dead(seen, me | kWaiters))
+            return os::LockStatus::owner_died;
+        slice = std::min(2 * slice, kMaxSliceNs);
+    }
+}
+
+}  // namespace mproc::detail
