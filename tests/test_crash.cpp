@@ -174,6 +174,20 @@ TEST_CASE("Queue: a producer killed before its commit: the next put delivers - n
     REQUIRE((sum.load() == 1 || sum.load() == 101));
 }
 
+TEST_CASE("Queue: a consumer killed between caching the writers' state and their count misleads no one",
+          "[crash][queue]") {
+    // The reader caches the writer side's state and its item count for the
+    // next reader to trust; killed between the two stores, it must leave a
+    // state that covers at least the items counted.
+    mproc::Queue<long> q;
+    q.put(5);
+    q.put(6);
+    run_victim("ring.get_looked:1", [&] { (void)q.get(); });
+    REQUIRE(q.get(kLong) == 5);  // the victim's get never returned: its item stays
+    REQUIRE(q.get(kLong) == 6);
+    REQUIRE(q.empty());
+}
+
 TEST_CASE("Queue maxsize=1: a consumer killed right after freeing the slot wakes the blocked producer",
           "[crash][queue]") {
     mproc::Queue<long> q(1);

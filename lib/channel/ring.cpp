@@ -287,15 +287,19 @@ bool ChannelCore::begin_get(ReadReservation& res, Timeout timeout) {
     // The writers only ever add items: trust the cached view while it shows
     // some, and look at the real count only when it shows none. The writer
     // state read after the count covers every record it counts.
+    const std::uint32_t cached_avail = (h_->cached_published.load(std::memory_order_acquire) - c) & kCountMask;
     std::uint64_t w = h_->cached_wstate.load(std::memory_order_relaxed);
-    const std::uint32_t cached_avail = (h_->cached_published.load(std::memory_order_relaxed) - c) & kCountMask;
     if (cached_avail == 0 || cached_avail > kCountMask / 2) {
         for (;;) {
             const std::uint32_t p = h_->published.state();
             if (p != c) {
                 w = h_->wstate.load(std::memory_order_acquire);
-                h_->cached_published.store(p, std::memory_order_relaxed);
+                // The state before the count: a reader killed between the
+                // two stores leaves a view whose state covers more records
+                // than its count says, never fewer (the next one trusts it).
                 h_->cached_wstate.store(w, std::memory_order_relaxed);
+                os::fault_point("ring.get_looked");
+                h_->cached_published.store(p, std::memory_order_release);
                 break;
             }
             if (zero(timeout)) {

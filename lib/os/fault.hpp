@@ -14,6 +14,7 @@
 // The points (grep for fault_point to find them all):
 //   ring.put_publish   a writer has written its item; the commit is next
 //   ring.put_published its item is visible to readers; nothing done since
+//   ring.get_looked    a reader has cached half of its look at the writers
 //   ring.get_publish   a reader has read its item; the commit is next
 //   ring.get_published its room is visible to writers; nothing done since
 //   ring.woken         a ring waiter has just come back from its sleep
