@@ -38,8 +38,8 @@
 //  - a waiter, anywhere: it may leave S set with nobody asleep. That costs
 //    the next waker one needless FUTEX_WAKE_OP, which clears S. Nothing
 //    else: the word holds no turn or ticket of its; the one lock a sleeper
-//    may hold (a ring side's, see ChannelCore) is a robust PI mutex, which
-//    the kernel hands to the next waiter when its holder dies.
+//    may hold (a ring side's, see ChannelCore) is an OwnerLock, which the
+//    next waiter takes over when its holder dies (sync/owner_lock.hpp).
 //  - a waiter woken by a wake of n < all sleepers (Semaphore.release(1),
 //    Condition.notify(1)) and killed before it acts: its permit is still in
 //    the word (its notification in its Condition slot), but the others

@@ -1,9 +1,11 @@
 // mproc::detail::ChannelCore — the byte ring under Queue and Connection.
 //
 // One ring of `capacity` bytes in an anonymous shared segment carries
-// length-prefixed records. Writers serialize among themselves on a robust
-// writer lock, readers on a robust reader lock, so one writer and one reader
-// work at the same time. Each side's work is committed in one step that a
+// length-prefixed records. Writers serialize among themselves on a writer
+// lock, readers on a reader lock, so one writer and one reader work at the
+// same time. The side locks are OwnerLocks (lib/sync/owner_lock.hpp): one
+// CAS to take, one exchange to let go, and a word that names the owner so
+// that the next locker notices a dead one (owner_died). Each side's work is committed in one step that a
 // process killed at any instruction has made or not: a writer's item becomes
 // visible when it adds one to the side's `published` word, a reader's item
 // leaves the ring when it adds one to `consumed` (WaitWord, lib/sync/
@@ -25,10 +27,10 @@
 // which also reports the peer's death (every copy of its socket closed,
 // kill -9 included). A sleeper sleeps holding its side's lock, so one
 // process per side sleeps on the word and the others queue on the lock,
-// which the kernel hands to the next of them (priority-inheritance futex):
-// one wake-up per item, no herd. The commit and the wake-up are one step
-// (FUTEX_WAKE_OP), so a sleeper is never left asleep with an item (or room)
-// there for it, and so never holds the lock while work waits behind it.
+// whose unlock wakes one of them: one wake-up per item, no herd. The
+// commit and the wake-up are one step (FUTEX_WAKE_OP), so a sleeper is
+// never left asleep with an item (or room) there for it, and so never
+// holds the lock while work waits behind it.
 // The socket transport sends its wake-up after the commit; a waker killed
 // in between is covered by the safety net (polls of at most
 // kRecheckInterval) or by the hang-up. See lib/channel/ring_wait.hpp.
