@@ -13,8 +13,8 @@ namespace {
 constexpr std::uint64_t kFirstSliceNs = 1'000'000;
 constexpr std::uint64_t kMaxSliceNs = 32'000'000;
 
-// Whether the thread named in a held word is dead (see owner_lock.hpp).
-bool owner_dead(std::uint64_t word, std::uint64_t tid_mask) noexcept {
+// What /proc says of the thread named in a held word.
+bool owner_looks_dead(std::uint64_t word, std::uint64_t tid_mask) noexcept {
     const os::ThreadLook look = os::look_at_thread(static_cast<pid_t>(word & tid_mask));
     switch (look.is) {
         case os::ThreadLook::Is::gone: return true;
@@ -22,6 +22,24 @@ bool owner_dead(std::uint64_t word, std::uint64_t tid_mask) noexcept {
         case os::ThreadLook::Is::alive: break;
     }
     return static_cast<std::uint32_t>(look.start_ticks) != static_cast<std::uint32_t>(word >> 32);
+}
+
+constexpr std::uint64_t kRelookNs = 1'000'000;
+
+// The last owner this thread found alive, and when: a try_lock() polled in
+// a loop against a live owner reads /proc at most once a millisecond.
+__attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_alive_word = 0;
+__attribute__((tls_model("initial-exec"))) thread_local std::uint64_t t_alive_at = 0;
+
+// Whether the owner a held word names (its W bit cleared) is dead (see
+// owner_lock.hpp).
+bool owner_dead(std::uint64_t owner, std::uint64_t tid_mask) noexcept {
+    const std::uint64_t now = os::monotonic_ns();
+    if (owner == t_alive_word && now - t_alive_at < kRelookNs) return false;
+    if (owner_looks_dead(owner, tid_mask)) return true;
+    t_alive_word = owner;
+    t_alive_at = now;
+    return false;
 }
 
 // The sooner of the caller's deadline and the end of this slice.
@@ -44,7 +62,7 @@ void OwnerLock::wake_one() noexcept { os::futex_wake(low(), 1); }
 // From a word `seen` whose owner died, to `desired`; false if the owner
 // lives, or if the word changed (then `seen` is what it holds now).
 bool OwnerLock::take_from_dead(std::uint64_t& seen, std::uint64_t desired) {
-    if (seen == 0 || !owner_dead(seen, kTidMask)) return false;
+    if (seen == 0 || !owner_dead(seen & ~kWaiters, kTidMask)) return false;
     std::uint64_t w = seen;
     if (!word_.compare_exchange_strong(w, desired, std::memory_order_acquire, std::memory_order_relaxed)) {
         seen = w;
@@ -68,14 +86,15 @@ os::LockStatus OwnerLock::contended(std::uint64_t seen, const os::Deadline* dead
         seen = w;
         return false;
     };
-    // A live owner lets go within the spin (a ring side is held for a few
-    // dozen instructions); one that has not is preempted, sleeping on the
-    // other side (a writer waiting for room), or dead.
-    if (os::spin_until([&] { return take(me); }, os::lock_spin_budget_ns())) return os::LockStatus::acquired;
+    // try_lock(): no waiting, only a look at the owner.
     if (!deadline) {
         if (take_from_dead(seen, me | (seen & kWaiters))) return os::LockStatus::owner_died;
         return take(me) ? os::LockStatus::acquired : os::LockStatus::timed_out;
     }
+    // A live owner lets go within the spin (a ring side is held for a few
+    // dozen instructions); one that has not is preempted, sleeping on the
+    // other side (a writer waiting for room), or dead.
+    if (os::spin_until([&] { return take(me); }, os::lock_spin_budget_ns())) return os::LockStatus::acquired;
     // A preempted owner finishes sooner if we yield it the CPU.
     for (int i = 0; i < os::kLockYields && !deadline->expired(); ++i) {
         os::yield_cpu();

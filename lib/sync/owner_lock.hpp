@@ -80,8 +80,9 @@ public:
         }
         return contended(w, &deadline);
     }
-    /// Takes the lock if it is free, or (after a short spin) if its owner
-    /// is dead; timed_out if a live owner holds it.
+    /// Takes the lock if it is free, or if its owner is dead; timed_out,
+    /// without waiting, if a live owner holds it (a look at /proc, at most
+    /// one a millisecond per thread and owner).
     os::LockStatus try_lock() {
         std::uint64_t w = 0;
         if (word_.compare_exchange_strong(w, os::thread_identity(), std::memory_order_acquire,
