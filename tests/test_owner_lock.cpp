@@ -3,7 +3,9 @@
 // and every way its owner can be gone — killed holding it while another
 // process sleeps waiting, exited holding it and not yet reaped (a zombie),
 // a thread id that names a live thread with another start time (a reused
-// id) — each turning into owner_died for the next locker, never a hang.
+// id) — each turning into owner_died for the next locker, never a hang;
+// and the one wake an unlock may miss (a waiter flagging itself between
+// the owner's load and its plain store) costs a slice, not a hang.
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -16,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mproc/detail/fault.hpp"
 #include "mproc/detail/segment.hpp"
 #include "os/os.hpp"
 #include "support.hpp"
@@ -150,6 +153,36 @@ TEST_CASE("OwnerLock: a live thread id with another start time is a reused id: i
     forge_owner(b.s->lock, live.identity() + (std::uint64_t{1} << 32));
     CHECK(b.s->lock.lock(kBound) == LockStatus::owner_died);
     b.s->lock.unlock();
+}
+
+TEST_CASE("OwnerLock: a waiter that flags itself while the owner is between its load and its store gets the lock",
+          "[owner_lock]") {
+    SharedBlock b;
+    const pid_t holder = fork_child([&] {
+        if (b.s->lock.lock(kBound) != LockStatus::acquired) std::_Exit(3);
+        mproc::detail::arm_fault("lock.releasing:1:stop");
+        b.s->stage.store(1, std::memory_order_release);
+        wait_stage(b.s, 2);
+        b.s->lock.unlock();  // stops after finding no waiter flagged; stores 0 on SIGCONT
+    });
+    wait_stage(b.s, 1);
+    b.s->stage.store(2, std::memory_order_release);
+    int st = 0;
+    REQUIRE(::waitpid(holder, &st, WUNTRACED) == holder);
+    REQUIRE(WIFSTOPPED(st));
+    // The holder has looked: no W. Now a waiter flags W and sleeps; the
+    // holder's store then frees the lock without waking it.
+    const pid_t waiter = fork_child([&] {
+        // Woken or not, it must not sleep until its deadline (a slice: 1 ms).
+        const Deadline d = Deadline::after(mproc::Duration(20));
+        if (b.s->lock.lock(d) != LockStatus::acquired || d.expired()) std::_Exit(4);
+        b.s->lock.unlock();
+    });
+    while (!b.s->lock.snapshot().waiters) mproc::os::yield_cpu();
+    ::kill(holder, SIGCONT);
+    CHECK(wait_child(holder) == 0);
+    CHECK(wait_child(waiter) == 0);  // 4: it slept until its deadline
+    CHECK(b.s->lock.snapshot().owner_tid == 0);
 }
 
 TEST_CASE("OwnerLock: re-locking by its owner says would_deadlock", "[owner_lock]") {

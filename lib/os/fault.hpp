@@ -22,6 +22,8 @@
 //                   Event, Condition and Barrier
 //   join.publish / join.published                JoinableQueue.task_done
 //   lock.acquired   Lock/RLock/ring lock: just taken, nothing done under it yet
+//   lock.releasing  ring lock (OwnerLock): unlock has found no waiter flagged; its
+//                   plain store of 0 is next
 //
 // Internal header.
 #pragma once

@@ -100,8 +100,12 @@ os::LockStatus OwnerLock::contended(std::uint64_t seen, const os::Deadline* dead
         os::yield_cpu();
         if (take(me)) return os::LockStatus::acquired;
     }
-    // Sleep, flagged in W, in slices; look at the owner after each.
+    // Sleep, flagged in W, in slices; look at the owner after each. Each
+    // new owner starts the slices afresh: W is set once per owner, so a
+    // wake that owner's plain-store unlock missed (owner_lock.hpp) costs
+    // at most the first slice.
     std::uint64_t slice = kFirstSliceNs;
+    std::uint64_t slept_on = 0;
     for (;;) {
         std::uint64_t w = word_.load(std::memory_order_relaxed);
         if (w == 0) {
@@ -112,6 +116,10 @@ os::LockStatus OwnerLock::contended(std::uint64_t seen, const os::Deadline* dead
         if ((w & kWaiters) == 0) {
             if (!word_.compare_exchange_weak(w, w | kWaiters, std::memory_order_relaxed)) continue;
             w |= kWaiters;
+        }
+        if ((w & ~kWaiters) != slept_on) {
+            slept_on = w & ~kWaiters;
+            slice = kFirstSliceNs;
         }
         if (deadline->expired()) {
             seen = w;
