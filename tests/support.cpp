@@ -97,6 +97,40 @@ std::optional<int> wait_child(pid_t pid, std::chrono::seconds timeout) {
     return std::nullopt;
 }
 
+namespace {
+
+// The syscall a process is blocked in, or -1 if it is running (or gone).
+long blocked_syscall(pid_t pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
+    std::string first;
+    if (!(f >> first) || first == "running") return -1;
+    try {
+        return std::stol(first);
+    } catch (...) {
+        return -1;
+    }
+}
+
+}  // namespace
+
+bool asleep(pid_t pid) {
+    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(st, line);
+    auto close = line.rfind(')');
+    if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'S') return false;
+    long nr = blocked_syscall(pid);
+    return nr == SYS_futex || nr == SYS_poll || nr == SYS_ppoll;
+}
+
+bool wait_asleep(pid_t pid, std::chrono::steady_clock::time_point until) {
+    while (!asleep(pid)) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polling /proc, not synchronizing the library
+    }
+    return true;
+}
+
 std::string unique_shm_name(const std::string& what) {
     static std::atomic<int> n{0};
     return "mproc-test-" + what + "-" + std::to_string(::getpid()) + "-" + std::to_string(n++);

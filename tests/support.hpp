@@ -21,6 +21,12 @@ pid_t fork_child(const std::function<void()>& fn);
 /// still running after `timeout` is killed and the call returns nullopt.
 std::optional<int> wait_child(pid_t pid, std::chrono::seconds timeout = std::chrono::seconds(60));
 
+/// True while `pid` sleeps in the kernel in a futex (or poll, for a pipe):
+/// from then on only a wake-up (or a timeout) moves it.
+bool asleep(pid_t pid);
+/// Polls /proc until `pid` is asleep (true) or `until` passes (false).
+bool wait_asleep(pid_t pid, std::chrono::steady_clock::time_point until);
+
 /// Runs program `argv[0]` (posix_spawn, this environment) with its stdout
 /// (and, with `with_stderr`, its stderr) going to a memfd; returns its exit
 /// code as wait_child does and what it wrote.

@@ -24,7 +24,6 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
-#include <fstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -55,38 +54,12 @@ void check(bool ok, const char* what) {
 constexpr auto kHang = std::chrono::seconds(20);
 constexpr Duration kLong = 30s;
 
-// The syscall a process is blocked in, or -1 if it is running (or gone).
-long blocked_syscall(pid_t pid) {
-    std::ifstream f("/proc/" + std::to_string(pid) + "/syscall");
-    std::string first;
-    if (!(f >> first) || first == "running") return -1;
-    try {
-        return std::stol(first);
-    } catch (...) {
-        return -1;
-    }
-}
-
-// True once `pid` sleeps in the kernel in a futex (or poll, for a pipe).
-bool asleep(pid_t pid) {
-    std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
-    std::string line;
-    std::getline(st, line);
-    auto close = line.rfind(')');
-    if (close == std::string::npos || close + 2 >= line.size() || line[close + 2] != 'S') return false;
-    long nr = blocked_syscall(pid);
-    return nr == SYS_futex || nr == SYS_poll || nr == SYS_ppoll;
-}
-
 // Waits (bounded) until every pid sleeps in the kernel: a wake-up is needed
 // from then on, which is the situation these tests are about.
 void wait_asleep(std::initializer_list<pid_t> pids) {
     auto until = std::chrono::steady_clock::now() + kHang;
     for (pid_t pid : pids)
-        while (!asleep(pid)) {
-            if (std::chrono::steady_clock::now() > until) FAIL("process " << pid << " never went to sleep");
-            std::this_thread::sleep_for(1ms);  // polling /proc, not synchronizing the library
-        }
+        if (!mproc_test::wait_asleep(pid, until)) FAIL("process " << pid << " never went to sleep");
 }
 
 // The victim: forked, armed with `spec`, runs fn, and must die of SIGKILL there.

@@ -121,8 +121,9 @@ TEST_CASE("OwnerLock: an owner killed holding it hands it, marked, to a process 
         if (b.s->lock.lock(kBound) != LockStatus::owner_died) std::_Exit(3);
         b.s->lock.unlock();
     });
-    // The waiter is asleep once it has flagged the word.
-    while (!b.s->lock.snapshot().waiters) mproc::os::yield_cpu();
+    // The waiter sleeps in the kernel, flagged in the word.
+    REQUIRE(mproc_test::wait_asleep(waiter, std::chrono::steady_clock::now() + std::chrono::seconds(20)));
+    REQUIRE(b.s->lock.snapshot().waiters);
     ::kill(holder, SIGKILL);
     CHECK(wait_child(holder) == -SIGKILL);
     CHECK(wait_child(waiter) == 0);
@@ -178,7 +179,9 @@ TEST_CASE("OwnerLock: a waiter that flags itself while the owner is between its 
         if (b.s->lock.lock(d) != LockStatus::acquired || d.expired()) std::_Exit(4);
         b.s->lock.unlock();
     });
-    while (!b.s->lock.snapshot().waiters) mproc::os::yield_cpu();
+    // Asleep in the kernel with W set: only a wake (or its slice) moves it.
+    REQUIRE(mproc_test::wait_asleep(waiter, std::chrono::steady_clock::now() + std::chrono::seconds(20)));
+    REQUIRE(b.s->lock.snapshot().waiters);
     ::kill(holder, SIGCONT);
     CHECK(wait_child(holder) == 0);
     CHECK(wait_child(waiter) == 0);  // 4: it slept until its deadline

@@ -49,14 +49,13 @@
 // lock.releasing) to check it.
 //
 // Crash safety, by cases — a thread killed at any instruction:
-//  - an owner, anywhere between its CAS and its exchange: the word names a
-//    dead thread; the next locker sees that within one slice after its
-//    spin (a waiter asleep already: within its current slice, ≤ 32 ms)
-//    and takes the lock over (owner_died). Two waiters that both see the
-//    death race on one CAS from the same word; one wins. The dead owner's
-//    word can never come back (no thread has its name), so no ABA.
-//  - an owner between its load and its store (lock.releasing): it still
-//    holds the lock; as the first case.
+//  - an owner, anywhere between its CAS and its store or exchange (the
+//    fault point lock.releasing included): the word names a dead thread;
+//    the next locker sees that within one slice after its spin (a waiter
+//    asleep already: within its current slice, ≤ 32 ms) and takes the
+//    lock over (owner_died). Two waiters that both see the death race on
+//    one CAS from the same word; one wins. The dead owner's word can never
+//    come back (no thread has its name), so no ABA.
 //  - an owner between its exchange and its wake: the lock is free, its
 //    sleepers wake at the end of their slice and take it.
 //  - a woken waiter before it retakes the lock: the same.

@@ -5,8 +5,9 @@
 // lock, readers on a reader lock, so one writer and one reader work at the
 // same time. The side locks are OwnerLocks (lib/sync/owner_lock.hpp): one
 // CAS to take, a plain store to let go when nobody waits, and a word that
-// names the owner so that the next locker notices a dead one (owner_died). Each side's work is committed in one step that a
-// process killed at any instruction has made or not: a writer's item becomes
+// names the owner so that the next locker notices a dead one (owner_died).
+// Each side's work is committed in one step that a process killed at any
+// instruction has made or not: a writer's item becomes
 // visible when it adds one to the side's `published` word, a reader's item
 // leaves the ring when it adds one to `consumed` (WaitWord, lib/sync/
 // waiter.hpp); what each side writes before its commit (the record, its
